@@ -1,0 +1,46 @@
+# gitopsd developer entry points. Every target bootstraps what it needs:
+# a pinned uv in .tools/, then .venv from uv.lock.
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+VENV := .venv
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+export UV_PYTHON := $(PYTHON)
+
+.PHONY: help bootstrap test lint typecheck unit demo clean lock
+
+help:
+	@echo "make demo   - run the end-to-end demo against a local ECS endpoint (no AWS account)"
+	@echo "make test   - ruff, mypy --strict and the whole pytest suite"
+	@echo "make lock   - refresh uv.lock after editing pyproject.toml"
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --locked --all-extras --all-packages
+	touch $@
+
+bootstrap: $(VENV)/.synced
+
+lock: $(UV)
+	$(UV) lock
+
+lint: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: bootstrap
+	$(VENV)/bin/mypy
+
+unit: bootstrap
+	$(VENV)/bin/pytest -q
+
+test: lint typecheck unit
+
+demo: bootstrap
+	$(VENV)/bin/python -m gitopsd.demo
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

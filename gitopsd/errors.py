@@ -1,0 +1,87 @@
+"""The exception tree, nothing else.
+
+Every failure gitopsd reports is classified by whether a retry can help:
+``TemporaryError`` (network, throttling, 5xx: try again later) or
+``PermanentError`` (bad manifest, bad config, missing ref: a human must act).
+The engine records the stage a failure happened in; the exception carries the
+message a user reads, which names the file, line or key and what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class GitopsdError(Exception):
+    """Base of every error gitopsd raises on purpose."""
+
+
+class TemporaryError(GitopsdError):
+    """A failure a later retry may fix (network, throttling, server errors)."""
+
+    def __init__(self, message: str, *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class PermanentError(GitopsdError):
+    """A failure that repeats until a human changes something."""
+
+
+class ConfigError(PermanentError):
+    """The TOML configuration is unreadable or invalid."""
+
+
+class SourceError(GitopsdError):
+    """Base for Git source failures; see the two subclasses."""
+
+
+class SourceUnavailable(SourceError, TemporaryError):
+    """The Git remote could not be reached; a later poll may succeed."""
+
+
+class SourceRejected(SourceError, PermanentError):
+    """The remote refused us or the ref does not exist (bad credentials, missing ref)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One located complaint about a manifest: file, line, field path, message."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        field = f" {self.path}:" if self.path else ""
+        return f"{where}:{field} {self.message}"
+
+
+class ManifestError(PermanentError):
+    """One or more manifests of an app are invalid; carries every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class PlanError(PermanentError):
+    """The desired state cannot be reached by an in-place change (e.g. an immutable field)."""
+
+
+class BackendError(GitopsdError):
+    """Base for failures talking to a backend (AWS)."""
+
+
+class BackendUnavailable(BackendError, TemporaryError):
+    """Throttled, timed out or a 5xx from the backend, after our own retries."""
+
+
+class BackendRejected(BackendError, PermanentError):
+    """The backend refused a request as invalid (4xx other than throttling)."""
+
+
+class RolloutFailed(PermanentError):
+    """A deployment did not reach a steady state on the new revision."""
