@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -171,6 +171,8 @@ class DaemonConfig(_Strict):
 
     interval: Duration = 60.0
     state_dir: Path = Path("/var/lib/gitopsd")
+    #: How often a rollout being verified is polled (DescribeServices, one call per 10 services).
+    rollout_poll_interval: Duration = 5.0
 
 
 class Config(_Strict):
@@ -263,7 +265,10 @@ def load_config(path: Path | str) -> Config:
     cfg = parse_config(data, str(p))
     if not cfg.daemon.state_dir.is_absolute():
         cfg = cfg.model_copy(
-            update={"daemon": cfg.daemon.model_copy(
-                update={"state_dir": (p.parent / cfg.daemon.state_dir).resolve()})}
+            update={
+                "daemon": cfg.daemon.model_copy(
+                    update={"state_dir": (p.parent / cfg.daemon.state_dir).resolve()}
+                )
+            }
         )
     return cfg

@@ -23,6 +23,8 @@ class Applied:
     action: str
     arn: str = ""
     message: str = ""
+    #: For a service: the task definition a rollout was started on ("" when none was).
+    rollout: str = ""
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,6 @@ class RolloutStatus:
 
 class Backend(Protocol):
     """A place resources are deployed to."""
-
-    async def validate(self, app: AppConfig, resources: Sequence[Resource]) -> None:
-        """Raise ManifestError when resources are not valid for this backend (offline)."""
 
     async def plan(
         self, app: AppConfig, resources: Sequence[Resource], revision: Revision | None

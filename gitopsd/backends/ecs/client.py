@@ -1,0 +1,280 @@
+"""The one door to the ECS API: retries, timeouts, pacing and the API budget.
+
+Every ECS call gitopsd makes goes through :class:`EcsClient`, so the rules of
+``ecs-facts.md`` section 3 hold everywhere: bounded concurrency, a timeout on
+every call, throttling and 5xx retried with exponential backoff and jitter
+(tenacity), DescribeServices in batches of 10 with tags, and task definitions
+cached by ARN because they are immutable. Failures leave this module already
+classified: :class:`BackendUnavailable` (a retry may help) or
+:class:`BackendRejected` (it will not).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from typing import Any, Self
+
+import anyio
+import structlog
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ReadTimeoutError,
+)
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from gitopsd.config import AwsConfig
+from gitopsd.errors import BackendRejected, BackendUnavailable
+
+log = structlog.get_logger(__name__)
+
+#: Error codes for which waiting and trying again helps (AWS throttling and server faults).
+RETRYABLE_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ServerException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalFailure",
+        "InternalError",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+
+#: Operations that change state; counted separately so "zero writes" can be checked.
+READ_PREFIXES = ("Describe", "List", "Get")
+
+DESCRIBE_SERVICES_BATCH = 10
+
+
+class _Retryable(Exception):
+    """Internal: wraps a failure that tenacity should retry."""
+
+    def __init__(self, error: BackendUnavailable) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def classify(op: str, exc: BaseException) -> BackendUnavailable | BackendRejected:
+    """Turn a botocore/network failure into gitopsd's temporary/permanent errors."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        message = str(err.get("Message", "")) or str(exc)
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        text = f"ECS {op} failed: {code}: {message}"
+        if code in RETRYABLE_CODES or status >= 500:
+            return BackendUnavailable(text)
+        if code in ("AccessDeniedException", "UnrecognizedClientException"):
+            text += " (check the AWS credentials and IAM permissions gitopsd runs with)"
+        return BackendRejected(text)
+    if isinstance(exc, NoRegionError):
+        return BackendRejected(
+            "no AWS region configured: set [aws].region or apps[].region in the config, "
+            "or AWS_REGION in the environment"
+        )
+    if isinstance(exc, NoCredentialsError):
+        return BackendRejected(
+            "no AWS credentials found: use the default chain (environment, profile, "
+            "instance or task role) or set [aws].profile"
+        )
+    if isinstance(
+        exc,
+        EndpointConnectionError | ConnectionClosedError | ReadTimeoutError | TimeoutError | OSError,
+    ):
+        return BackendUnavailable(f"ECS {op} failed: cannot reach the endpoint: {exc}")
+    if isinstance(exc, BotoCoreError):
+        return BackendRejected(f"ECS {op} failed: {exc}")
+    return BackendRejected(f"ECS {op} failed: {type(exc).__name__}: {exc}")
+
+
+class EcsClient:
+    """A paced, retrying, caching ECS client for one region.
+
+    Use as an async context manager; it owns one aiobotocore client.
+    """
+
+    def __init__(
+        self,
+        aws: AwsConfig,
+        region: str | None = None,
+        *,
+        session: AioSession | None = None,
+    ) -> None:
+        self._aws = aws
+        self._region = region or aws.region
+        self._session = session or (
+            AioSession(profile=aws.profile) if aws.profile else AioSession()
+        )
+        self._stack = AsyncExitStack()
+        self._client: Any = None
+        self._limit = anyio.CapacityLimiter(aws.max_concurrency)
+        self._td_cache: dict[str, dict[str, Any]] = {}
+        #: Calls made by operation name (each attempt counts), for tests and metrics.
+        self.calls: Counter[str] = Counter()
+
+    async def __aenter__(self) -> Self:
+        config = AioConfig(
+            connect_timeout=min(10.0, self._aws.call_timeout),
+            read_timeout=self._aws.call_timeout,
+            retries={"max_attempts": 1, "mode": "standard"},  # tenacity retries, not botocore
+            max_pool_connections=max(10, self._aws.max_concurrency),
+        )
+        kwargs: dict[str, Any] = {"config": config}
+        if self._region:
+            kwargs["region_name"] = self._region
+        if self._aws.endpoint_url:
+            kwargs["endpoint_url"] = self._aws.endpoint_url
+        try:
+            self._client = await self._stack.enter_async_context(
+                self._session.create_client("ecs", **kwargs)
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise classify("client setup", exc) from exc
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._stack.aclose()
+
+    @property
+    def region(self) -> str:
+        return str(self._client.meta.region_name)
+
+    @property
+    def writes(self) -> int:
+        return sum(n for op, n in self.calls.items() if not op.startswith(READ_PREFIXES))
+
+    async def call(self, op: str, **params: Any) -> dict[str, Any]:
+        """Call ECS operation ``op`` (PascalCase) with retries, a timeout and pacing."""
+        method: Callable[..., Awaitable[dict[str, Any]]] = getattr(self._client, _snake(op))
+
+        async def attempt() -> dict[str, Any]:
+            self.calls[op] += 1
+            try:
+                async with self._limit:
+                    with anyio.fail_after(self._aws.call_timeout):
+                        return await method(**params)
+            except Exception as exc:
+                error = classify(op, exc)
+                if isinstance(error, BackendUnavailable):
+                    log.warning("aws.retry", op=op, error=str(error))
+                    raise _Retryable(error) from exc
+                raise error from exc
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(_Retryable),
+            wait=wait_random_exponential(multiplier=0.25, max=20.0),
+            stop=stop_after_attempt(self._aws.max_attempts),
+            reraise=True,
+        )
+        try:
+            async for state in retrying:
+                with state:
+                    return await attempt()
+        except _Retryable as exc:
+            raise exc.error from exc.__cause__
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def describe_services(
+        self, cluster: str, names: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """Live services by name (ACTIVE or DRAINING only), 10 per call, with tags."""
+        found: dict[str, dict[str, Any]] = {}
+
+        async def batch(chunk: Sequence[str]) -> None:
+            out = await self.call(
+                "DescribeServices", cluster=cluster, services=list(chunk), include=["TAGS"]
+            )
+            for svc in out.get("services", []):
+                if svc.get("status") != "INACTIVE":
+                    found[svc["serviceName"]] = svc
+
+        async with anyio.create_task_group() as tg:
+            for i in range(0, len(names), DESCRIBE_SERVICES_BATCH):
+                tg.start_soon(batch, names[i : i + DESCRIBE_SERVICES_BATCH])
+        return found
+
+    async def task_definition(self, arn: str) -> dict[str, Any]:
+        """A task definition (with ``tags``) by full ARN, from the cache when seen before."""
+        cached = self._td_cache.get(arn)
+        if cached is None:
+            cached = await self._describe_td(arn)
+        return cached
+
+    async def latest_task_definition(self, family: str) -> dict[str, Any] | None:
+        """The newest ACTIVE revision of ``family``, or None when the family has none."""
+        try:
+            return await self._describe_td(family)
+        except BackendRejected as exc:
+            if "Unable to describe task definition" in str(exc) or "not found" in str(exc):
+                return None
+            raise
+
+    async def _describe_td(self, ref: str) -> dict[str, Any]:
+        out = await self.call("DescribeTaskDefinition", taskDefinition=ref, include=["TAGS"])
+        td = dict(out["taskDefinition"])
+        td["tags"] = out.get("tags", [])
+        self._td_cache[td["taskDefinitionArn"]] = td
+        return td
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def register_task_definition(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        out = await self.call("RegisterTaskDefinition", **spec)
+        td = dict(out["taskDefinition"])
+        td["tags"] = out.get("tags", spec.get("tags", []))
+        self._td_cache[td["taskDefinitionArn"]] = td
+        return td
+
+    async def create_service(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        out = await self.call("CreateService", **spec)
+        return dict(out["service"])
+
+    async def update_service(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        out = await self.call("UpdateService", **spec)
+        return dict(out["service"])
+
+    async def tag_resource(self, arn: str, tags: Sequence[Mapping[str, str]]) -> None:
+        if tags:
+            await self.call("TagResource", resourceArn=arn, tags=list(tags))
+
+    async def untag_resource(self, arn: str, keys: Sequence[str]) -> None:
+        if keys:
+            await self.call("UntagResource", resourceArn=arn, tagKeys=list(keys))
+
+    async def list_service_deployments(self, cluster: str, service: str) -> list[dict[str, Any]]:
+        """Service deployments newest first; empty where the endpoint does not support them."""
+        with contextlib.suppress(BackendRejected):
+            out = await self.call("ListServiceDeployments", cluster=cluster, service=service)
+            return list(out.get("serviceDeployments", []))
+        return []
+
+
+def _snake(op: str) -> str:
+    out = []
+    for i, ch in enumerate(op):
+        if ch.isupper() and i and not op[i - 1].isupper():
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)

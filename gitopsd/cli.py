@@ -1,0 +1,242 @@
+"""The ``gitopsd`` command: argument parsing, exit codes and what gets printed.
+
+Exit codes follow ``flux diff`` / ``argocd app diff``: ``diff`` exits 0 when
+in sync, 1 when there are changes, 2 on error. ``validate`` and ``sync`` exit
+0 on success and 1 when any app failed; 2 is a usage or configuration error.
+Command output goes to stdout, logs to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+
+from gitopsd import __version__
+from gitopsd.backends.ecs.backend import EcsBackend
+from gitopsd.config import AppConfig, Config, load_config
+from gitopsd.engine.outcome import Outcome
+from gitopsd.engine.reconcile import Mode, Reconciler
+from gitopsd.engine.sources import SourceSet
+from gitopsd.errors import ConfigError
+from gitopsd.output import Painter, format_outcomes, write_json
+from gitopsd.state import StateDir
+from gitopsd.telemetry.logs import configure_logging
+
+EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
+
+
+def _default_config() -> str:
+    return os.environ.get("GITOPSD_CONFIG", "gitopsd.toml")
+
+
+class ConsoleNotifier:
+    """Prints an alert line for every failed or rolled-back sync (stderr)."""
+
+    def __init__(self, paint: Painter) -> None:
+        self.paint = paint
+
+    def notify(self, outcome: Outcome) -> None:
+        if outcome.ok and not outcome.rolled_back:
+            return
+        text = f"ALERT app {outcome.app}: {outcome.reason}: {outcome.message or ''}".rstrip(": ")
+        if outcome.ok:
+            text += "; ".join(r.message for r in outcome.rollouts if r.state == "ROLLED_BACK")
+        print(self.paint(text, "red"), file=sys.stderr, flush=True)
+
+
+def _select(cfg: Config, names: Sequence[str]) -> list[AppConfig]:
+    return [cfg.app(n) for n in names] if names else list(cfg.apps)
+
+
+async def _run_pass(
+    cfg: Config, args: argparse.Namespace, mode: Mode, paint: Painter
+) -> list[Outcome]:
+    apps = _select(cfg, getattr(args, "apps", []) or [])
+    sources = SourceSet(cfg, directory=getattr(args, "dir", None))
+
+    def progress(key: str, message: str) -> None:
+        print(paint(f"    {key}: {message}", "dim"), flush=True)
+
+    try:
+        async with EcsBackend(
+            cfg.aws,
+            StateDir(cfg.daemon.state_dir),
+            poll_interval=cfg.daemon.rollout_poll_interval,
+            progress=progress if getattr(args, "output", "text") == "text" else None,
+        ) as backend:
+            reconciler = Reconciler(
+                cfg,
+                backend,
+                sources,
+                notifiers=[ConsoleNotifier(Painter(sys.stderr, args.color))],
+                wait=False if getattr(args, "no_wait", False) else None,
+            )
+            return await reconciler.run(apps, mode)
+    finally:
+        sources.close()
+
+
+def _load(args: argparse.Namespace) -> Config:
+    if getattr(args, "dir", None):
+        args.dir = Path(args.dir).resolve()
+    return load_config(args.config)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    paint = Painter(sys.stdout, args.color)
+    outcomes = anyio.run(_run_pass, cfg, args, Mode.RENDER, paint)
+    for o in outcomes:
+        if o.ok:
+            print(paint(f"ok  app {o.app}: {len(o.resources)} resources", "green"))
+        else:
+            print(paint(f"err app {o.app} ({o.reason}):", "red"))
+            print("    " + o.message.replace("\n", "\n    "))
+    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_CHANGES
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from gitopsd.manifests.render import dump_resources
+
+    cfg = _load(args)
+    args.apps = [args.app]
+    (outcome,) = anyio.run(_run_pass, cfg, args, Mode.RENDER, Painter(sys.stdout, args.color))
+    if not outcome.ok:
+        print(f"gitopsd render: app {outcome.app} ({outcome.reason}):", file=sys.stderr)
+        print("  " + outcome.message.replace("\n", "\n  "), file=sys.stderr)
+        return EXIT_ERROR
+    sys.stdout.write(dump_resources(outcome.resources))
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    paint = Painter(sys.stdout, args.color)
+    outcomes = anyio.run(_run_pass, cfg, args, Mode.PLAN, paint)
+    if args.output == "json":
+        write_json(outcomes)
+    else:
+        print(format_outcomes(outcomes, paint))
+    if not all(o.ok for o in outcomes):
+        return EXIT_ERROR
+    in_sync = all(o.changeset is not None and o.changeset.in_sync for o in outcomes)
+    return EXIT_OK if in_sync else EXIT_CHANGES
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    paint = Painter(sys.stdout, args.color)
+    mode = Mode.PLAN if args.dry_run else Mode.SYNC
+    outcomes = anyio.run(_run_pass, cfg, args, mode, paint)
+    if args.output == "json":
+        write_json(outcomes)
+    else:
+        if args.dry_run:
+            print(paint("dry run: nothing was changed", "dim"))
+        print(format_outcomes(outcomes, paint))
+    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_CHANGES
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"gitopsd {__version__}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        default=_default_config(),
+        help="the TOML configuration (default: $GITOPSD_CONFIG or ./gitopsd.toml)",
+    )
+    common.add_argument("--log-level", default=os.environ.get("GITOPSD_LOG_LEVEL", "warning"))
+    common.add_argument("--log-format", choices=["auto", "console", "json"], default="auto")
+    common.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+
+    with_dir = argparse.ArgumentParser(add_help=False)
+    with_dir.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="read manifests from this directory instead of the Git sources (pre-commit checks)",
+    )
+    with_output = argparse.ArgumentParser(add_help=False)
+    with_output.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+    parser = argparse.ArgumentParser(
+        prog="gitopsd",
+        description="GitOps for Amazon ECS: Git is the source of truth for task definitions "
+        "and services.",
+    )
+    parser.add_argument("--version", action="version", version=f"gitopsd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "validate",
+        parents=[common, with_dir],
+        help="render and validate every app's manifests offline",
+    )
+    p.add_argument("apps", nargs="*", metavar="APP")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "render",
+        parents=[common, with_dir],
+        help="print an app's final documents (after overlays and variables)",
+    )
+    p.add_argument("app", metavar="APP")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser(
+        "diff",
+        parents=[common, with_dir, with_output],
+        help="show what sync would change; exit 0 in sync, 1 changes, 2 error",
+    )
+    p.add_argument("apps", nargs="*", metavar="APP")
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser(
+        "sync",
+        parents=[common, with_dir, with_output],
+        help="apply the difference, then verify the rollout",
+    )
+    p.add_argument("apps", nargs="*", metavar="APP")
+    p.add_argument("--dry-run", action="store_true", help="plan only; make no write call")
+    p.add_argument("--no-wait", action="store_true", help="do not wait for rollouts to finish")
+    p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=cmd_version)
+
+    from gitopsd.local_aws import command as local_aws_command
+
+    local_aws_command.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        configure_logging(
+            getattr(args, "log_level", "warning"), getattr(args, "log_format", "auto")
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"gitopsd: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

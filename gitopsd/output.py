@@ -1,0 +1,160 @@
+"""How outcomes are shown: a readable coloured diff for people, JSON for machines.
+
+Kept apart from the CLI's argument handling so the daemon's status API and the
+demo can show the same words.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from gitopsd.engine.outcome import Outcome
+from gitopsd.model import MISSING, Action, FieldChange, ResourceChange
+
+_COLOURS = {"red": "31", "green": "32", "yellow": "33", "blue": "34", "bold": "1", "dim": "2"}
+
+
+class Painter:
+    """ANSI colours when writing to a terminal (and NO_COLOR is unset), plain text otherwise."""
+
+    def __init__(self, stream: TextIO, mode: str = "auto") -> None:
+        if mode == "auto":
+            self.enabled = stream.isatty() and "NO_COLOR" not in os.environ
+        else:
+            self.enabled = mode == "always"
+
+    def __call__(self, text: str, colour: str) -> str:
+        if not self.enabled:
+            return text
+        return f"\033[{_COLOURS[colour]}m{text}\033[0m"
+
+
+def _value(v: Any) -> str:
+    if v is MISSING:
+        return "(absent)"
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+_ACTION_MARK = {
+    Action.CREATE: ("+", "green"),
+    Action.UPDATE: ("~", "yellow"),
+    Action.NOOP: ("=", "dim"),
+}
+_OP_MARK = {"add": ("+", "green"), "remove": ("-", "red"), "replace": ("~", "yellow")}
+
+
+def _field_lines(change: FieldChange, paint: Painter) -> list[str]:
+    mark, colour = _OP_MARK[change.op]
+    note = f"  ({change.note})" if change.note else ""
+    if change.op == "add":
+        body = f"{change.path}: {_value(change.after)}"
+    elif change.op == "remove":
+        body = f"{change.path}: {_value(change.before)}"
+    else:
+        body = f"{change.path}: {_value(change.before)} -> {_value(change.after)}"
+    return [paint(f"      {mark} {body}{note}", colour)]
+
+
+def _resource_lines(rc: ResourceChange, paint: Painter) -> list[str]:
+    mark, colour = _ACTION_MARK[rc.action]
+    label = {
+        Action.CREATE: "create",
+        Action.UPDATE: "new revision" if rc.kind == "TaskDefinition" else "update",
+        Action.NOOP: "in sync",
+    }[rc.action]
+    where = f"  {rc.origin.file}:{rc.origin.line}" if rc.origin else ""
+    lines = [paint(f"  {mark} {rc.key}", colour) + f"  ({label}){paint(where, 'dim')}"]
+    for c in rc.changes:
+        lines += _field_lines(c, paint)
+    return lines
+
+
+def _head(o: Outcome, paint: Painter) -> str:
+    rev = ""
+    if o.revision is not None:
+        rev = f" @ {o.revision.ref} {o.revision.commit[:12]}"
+    return paint(f"app {o.app}", "bold") + rev
+
+
+def format_outcomes(outcomes: Sequence[Outcome], paint: Painter, *, show_noop: bool = False) -> str:
+    out: list[str] = []
+    for o in outcomes:
+        out.append(_head(o, paint))
+        if o.changeset is not None:
+            pending = o.changeset.pending
+            for rc in o.changeset.resources:
+                if rc.action is not Action.NOOP or show_noop:
+                    out += _resource_lines(rc, paint)
+            if not pending:
+                out.append(paint("  in sync: nothing to do", "green"))
+        if o.applied is not None:
+            for a in o.applied.applied:
+                out.append(paint(f"  applied {a.key}: {a.message}", "blue"))
+        for r in o.rollouts:
+            colour = "green" if r.ok else "red"
+            out.append(paint(f"  rollout {r.key}: {r.state}: {r.message}", colour))
+        if not o.ok:
+            head = f"  error ({o.reason}, {'temporary' if o.temporary else 'permanent'}): "
+            body = o.message.replace("\n", "\n    ")
+            out.append(paint(head, "red") + body)
+    return "\n".join(out)
+
+
+def _change_json(c: FieldChange) -> dict[str, Any]:
+    d: dict[str, Any] = {"path": c.path, "op": c.op}
+    if c.before is not MISSING:
+        d["before"] = c.before
+    if c.after is not MISSING:
+        d["after"] = c.after
+    if c.note:
+        d["note"] = c.note
+    return d
+
+
+def outcome_json(o: Outcome) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "app": o.app,
+        "revision": (
+            {"source": o.revision.source, "ref": o.revision.ref, "commit": o.revision.commit}
+            if o.revision
+            else None
+        ),
+        "ok": o.ok,
+        "reason": o.reason,
+    }
+    if o.changeset is not None:
+        doc["in_sync"] = o.changeset.in_sync
+        doc["resources"] = [
+            {
+                "kind": rc.kind,
+                "name": rc.name,
+                "action": str(rc.action),
+                "changes": [_change_json(c) for c in rc.changes],
+            }
+            for rc in o.changeset.resources
+        ]
+    if o.applied is not None:
+        doc["applied"] = [
+            {"resource": a.key, "action": a.action, "arn": a.arn, "message": a.message}
+            for a in o.applied.applied
+        ]
+    if o.rollouts:
+        doc["rollouts"] = [
+            {"resource": r.key, "state": r.state, "message": r.message} for r in o.rollouts
+        ]
+    if not o.ok:
+        doc["error"] = {
+            "stage": str(o.failed_stage),
+            "message": o.message,
+            "temporary": o.temporary,
+        }
+    return doc
+
+
+def write_json(outcomes: Sequence[Outcome], stream: TextIO = sys.stdout) -> None:
+    json.dump({"apps": [outcome_json(o) for o in outcomes]}, stream, indent=2, default=str)
+    stream.write("\n")
