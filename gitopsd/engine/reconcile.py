@@ -42,8 +42,8 @@ class Notifier(Protocol):
 def _leaf(exc: BaseException) -> BaseException:
     """The first real error inside (possibly nested) exception groups from task groups."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        gitopsd_errors = [e for e in exc.exceptions if isinstance(e, GitopsdError)]
-        exc = (gitopsd_errors or list(exc.exceptions))[0]
+        inner: list[BaseException] = list(exc.exceptions)
+        exc = next((e for e in inner if isinstance(e, GitopsdError)), inner[0])
     return exc
 
 

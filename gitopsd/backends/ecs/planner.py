@@ -21,6 +21,7 @@ from gitopsd.backends.ecs.normalise import (
     immutable_service_fields,
     normalise_service,
     normalise_task_definition,
+    unowned_service_pointers,
 )
 from gitopsd.config import AppConfig
 from gitopsd.model import (
@@ -171,8 +172,7 @@ def _plan_service(
         )
     live_view = dict(live, taskDefinition=td_label(live.get("taskDefinition", "")))
     ignore = _ignores(app, svc.kind, svc.name)
-    if "desiredCount" not in svc.spec:
-        ignore.append("/desiredCount")  # left to Application Auto Scaling
+    ignore.extend(unowned_service_pointers(svc.spec))  # e.g. desiredCount left to autoscaling
     raw = diff(
         normalise_service(desired, ignore_tag_keys=app.ignore_tag_keys),
         normalise_service(live_view, ignore_tag_keys=app.ignore_tag_keys),

@@ -1,0 +1,570 @@
+"""Parse manifest files into documents that remember where every value came from.
+
+Every later stage (overlays, substitution, validation) reports problems as
+``file:line: field.path: message``. PyYAML's plain ``safe_load`` forgets line
+numbers, so this module builds the data itself from the composed node tree
+(YAML) or from a small position-tracking scan (JSON) and keeps, for every value,
+the line where it starts, keyed by a JSON pointer (``/containerDefinitions/0/image``).
+
+It also makes paste-and-trim work: fields that ``aws ecs describe-*`` prints but
+the write call does not accept (``taskDefinitionArn``, ``status``, ...) are
+dropped silently; that list is derived from botocore's ECS model.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import functools
+import json
+import json.decoder
+import json.scanner
+import posixpath
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+import yaml.constructor
+import yaml.nodes
+
+from gitopsd.backends.ecs.service_model import KIND_NAME_FIELDS, KIND_OPERATIONS, ecs_model
+from gitopsd.errors import Problem
+from gitopsd.model import Origin
+
+#: File name endings read as manifests (case-insensitive).
+MANIFEST_SUFFIXES: tuple[str, ...] = (".yaml", ".yml", ".json")
+#: The same, for messages.
+MANIFEST_PATTERNS = "*.yaml, *.yml, *.json"
+
+#: Manifest ``kind`` -> the botocore output shape ``aws ecs describe-*`` prints for it.
+#: Its members that are not input members of the kind's write call are read-only
+#: and dropped from pasted output (see :func:`describe_only_fields`).
+DESCRIBE_SHAPES: dict[str, str] = {
+    "TaskDefinition": "TaskDefinition",  # describe-task-definition .taskDefinition
+    "Service": "Service",  # describe-services .services[]
+}
+
+#: A pasted describe wrapper's key -> the kind of the object(s) inside it (for a hint).
+DESCRIBE_WRAPPERS: dict[str, str] = {
+    "taskDefinition": "TaskDefinition",
+    "services": "Service",
+    "service": "Service",
+}
+
+# Guards against hostile or accidental blow-ups (alias bombs, runaway nesting).
+MAX_DEPTH = 64
+MAX_NODES = 200_000
+
+
+# --- JSON pointers ----------------------------------------------------------------------------
+
+
+def escape_token(token: str | int) -> str:
+    """One reference token of a JSON pointer (RFC 6901): ``~`` -> ``~0``, ``/`` -> ``~1``."""
+    return str(token).replace("~", "~0").replace("/", "~1")
+
+
+def join_pointer(pointer: str, token: str | int) -> str:
+    """``join_pointer("/a", "b/c")`` -> ``"/a/b~1c"``."""
+    return f"{pointer}/{escape_token(token)}"
+
+
+def split_pointer(pointer: str) -> list[str]:
+    """The unescaped reference tokens of ``pointer`` (``""`` is the whole document)."""
+    if not pointer:
+        return []
+    return [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
+
+
+def is_below(pointer: str, ancestor: str) -> bool:
+    """Whether ``pointer`` is ``ancestor`` or inside it."""
+    return pointer == ancestor or pointer.startswith(ancestor + "/")
+
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def display_path(pointer: str) -> str:
+    """A JSON pointer as users write field paths: ``containerDefinitions[0].image``."""
+    out = ""
+    for token in split_pointer(pointer):
+        if token.isdigit():
+            out += f"[{token}]"
+        elif _IDENT.match(token):
+            out += f".{token}" if out else token
+        else:
+            out += f"[{json.dumps(token)}]"
+    return out
+
+
+# --- located documents ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocatedDoc:
+    """One parsed document plus where each of its values came from.
+
+    ``data`` is plain JSON-like data (dicts, lists, str, int, float, bool, None),
+    including ``kind``. ``origins`` maps JSON pointers into ``data`` to the file
+    and line where that value (for a mapping member: its key) starts; after an
+    overlay a value can come from another file than the document. Treat
+    instances as immutable: stages return new documents.
+    """
+
+    file: str
+    line: int
+    data: dict[str, Any]
+    origins: Mapping[str, Origin] = field(default_factory=dict)
+
+    @property
+    def origin(self) -> Origin:
+        """Where the document starts."""
+        return Origin(self.file, self.line)
+
+    @property
+    def kind(self) -> str | None:
+        kind = self.data.get("kind")
+        return kind if isinstance(kind, str) else None
+
+    @property
+    def name(self) -> str | None:
+        """The resource's name within the app (family, serviceName), if set to a string."""
+        name_field = KIND_NAME_FIELDS.get(self.kind or "")
+        name = self.data.get(name_field) if name_field else None
+        return name if isinstance(name, str) else None
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The document without ``kind``: the backend's write-call input."""
+        return {k: v for k, v in self.data.items() if k != "kind"}
+
+    def where(self, pointer: str) -> Origin:
+        """Where the value at ``pointer`` (or its nearest located ancestor) starts."""
+        p = pointer
+        while True:
+            found = self.origins.get(p)
+            if found is not None:
+                return found
+            if not p:
+                return self.origin
+            p = p[: p.rfind("/")]
+
+    def problem(self, pointer: str, message: str) -> Problem:
+        """A :class:`Problem` about the value at ``pointer``."""
+        at = self.where(pointer)
+        return Problem(at.file, at.line, display_path(pointer), message)
+
+    def replace(self, **changes: Any) -> LocatedDoc:
+        return dataclasses.replace(self, **changes)
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def is_manifest_file(path: str) -> bool:
+    """Whether ``path`` is read as a manifest: a YAML/JSON file, no hidden component."""
+    parts = path.split("/")
+    if any(p.startswith(".") for p in parts):
+        return False
+    return path.lower().endswith(MANIFEST_SUFFIXES)
+
+
+def manifest_files(files: Mapping[str, bytes]) -> list[str]:
+    """The manifest files among ``files``, sorted by path."""
+    return sorted(p for p in files if is_manifest_file(p))
+
+
+def parse_file(file: str, raw: bytes) -> tuple[list[LocatedDoc], list[Problem]]:
+    """Every non-empty mapping document of one file, and what was wrong.
+
+    A JSON file (``*.json``) holds one document; a YAML file any number. A
+    document that is not a mapping is a problem; ``kind`` is not checked here.
+    """
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return [], [Problem(file, line, "", "not UTF-8 text")]
+    if posixpath.splitext(file)[1].lower() == ".json":
+        return _parse_json(file, text)
+    return _parse_yaml(file, text)
+
+
+def _mapping_doc(
+    file: str, line: int, data: Any, lines: dict[str, int]
+) -> tuple[LocatedDoc | None, list[Problem]]:
+    if data is None:
+        return None, []  # an empty document
+    if not isinstance(data, dict):
+        got = json_type(data)
+        return None, [Problem(file, line, "", f"a document must be a mapping, got {got}")]
+    origins = {p: Origin(file, n) for p, n in lines.items()}
+    return LocatedDoc(file, line, data, origins), []
+
+
+def json_type(value: Any) -> str:
+    """How messages name the JSON type of ``value``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+# --- YAML -------------------------------------------------------------------------------------
+
+_TAG = "tag:yaml.org,2002:"
+_CONSTRUCTED_TAGS = {f"{_TAG}{t}" for t in ("int", "float", "bool", "null")}
+
+
+class _TooBig(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+class _YamlBuilder:
+    """Turns one composed YAML document into plain data plus a pointer -> line map."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.lines: dict[str, int] = {}
+        self.problems: list[Problem] = []
+        self.nodes = 0
+        self.active: set[int] = set()
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def build(self, node: yaml.nodes.Node, pointer: str, depth: int = 0) -> Any:
+        line = node.start_mark.line + 1
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _TooBig(line, f"document has more than {MAX_NODES} values (alias expansion?)")
+        if depth > MAX_DEPTH:
+            raise _TooBig(line, f"document is nested more than {MAX_DEPTH} levels deep")
+        self.lines[pointer] = line
+        if isinstance(node, yaml.nodes.ScalarNode):
+            return self._scalar(node, pointer)
+        if id(node) in self.active:
+            raise _TooBig(line, "recursive YAML alias")
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.nodes.SequenceNode):
+                self._check_tag(node, "seq", pointer)
+                return [
+                    self.build(item, join_pointer(pointer, i), depth + 1)
+                    for i, item in enumerate(node.value)
+                ]
+            assert isinstance(node, yaml.nodes.MappingNode)
+            return self._mapping(node, pointer, depth)
+        finally:
+            self.active.discard(id(node))
+
+    def _mapping(self, node: yaml.nodes.MappingNode, pointer: str, depth: int) -> dict[str, Any]:
+        self._check_tag(node, "map", pointer)
+        self._check_duplicates(node, pointer)
+        self.constructor.flatten_mapping(node)  # resolves `<<: *anchor` merge keys
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.nodes.ScalarNode):
+                self.problems.append(
+                    Problem(
+                        self.file,
+                        key_node.start_mark.line + 1,
+                        display_path(pointer),
+                        "mapping keys must be plain strings",
+                    )
+                )
+                continue
+            key = key_node.value
+            child = join_pointer(pointer, key)
+            out[key] = self.build(value_node, child, depth + 1)
+            self.lines[child] = key_node.start_mark.line + 1  # the key's line names the field
+        return out
+
+    def _check_duplicates(self, node: yaml.nodes.MappingNode, pointer: str) -> None:
+        seen: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.nodes.ScalarNode) or key_node.tag == f"{_TAG}merge":
+                continue
+            line = key_node.start_mark.line + 1
+            if key_node.value in seen:
+                self.problems.append(
+                    Problem(
+                        self.file,
+                        line,
+                        display_path(join_pointer(pointer, key_node.value)),
+                        f"duplicate key {key_node.value!r} (first at line {seen[key_node.value]})",
+                    )
+                )
+            else:
+                seen[key_node.value] = line
+
+    def _check_tag(self, node: yaml.nodes.Node, expected: str, pointer: str) -> None:
+        if node.tag != f"{_TAG}{expected}":
+            self._unsupported(node, pointer)
+
+    def _unsupported(self, node: yaml.nodes.Node, pointer: str) -> None:
+        self.problems.append(
+            Problem(
+                self.file,
+                node.start_mark.line + 1,
+                display_path(pointer),
+                f"unsupported YAML tag {node.tag!r}; manifests hold plain JSON-like data",
+            )
+        )
+
+    def _scalar(self, node: yaml.nodes.ScalarNode, pointer: str) -> Any:
+        if node.tag in _CONSTRUCTED_TAGS:
+            return self.constructor.construct_object(node)
+        if node.tag == f"{_TAG}timestamp":
+            return node.value  # keep dates as written; ECS takes strings
+        if node.tag != f"{_TAG}str":
+            self._unsupported(node, pointer)
+        return node.value
+
+
+def _parse_yaml(file: str, text: str) -> tuple[list[LocatedDoc], list[Problem]]:
+    docs: list[LocatedDoc] = []
+    problems: list[Problem] = []
+    try:
+        for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
+            if node is None:
+                continue
+            line = node.start_mark.line + 1
+            builder = _YamlBuilder(file)
+            try:
+                data = builder.build(node, "")
+            except _TooBig as exc:
+                problems.append(Problem(file, exc.line, "", exc.message))
+                continue
+            except yaml.MarkedYAMLError as exc:  # a bad merge key
+                problems.append(_yaml_problem(file, exc))
+                continue
+            problems.extend(builder.problems)
+            doc, more = _mapping_doc(file, line, data, builder.lines)
+            problems.extend(more)
+            if doc is not None:
+                docs.append(doc)  # keep it (last duplicate wins) so later checks still run
+    except yaml.MarkedYAMLError as exc:
+        problems.append(_yaml_problem(file, exc))
+    except yaml.YAMLError as exc:
+        problems.append(Problem(file, None, "", f"invalid YAML: {exc}"))
+    except RecursionError:
+        problems.append(Problem(file, None, "", "invalid YAML: nested too deeply"))
+    return docs, problems
+
+
+def _yaml_problem(file: str, exc: yaml.MarkedYAMLError) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark is not None else None
+    what = exc.problem or str(exc)
+    if exc.context:
+        what += f" ({exc.context})"
+    return Problem(file, line, "", f"invalid YAML: {what}")
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+
+# The stdlib's JSON string scanner (C-accelerated); typeshed does not declare it.
+_scanstring: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class _JsonBuilder:
+    """Re-reads text that :func:`json.loads` accepted, noting the line of every value."""
+
+    _WS = re.compile(r"[ \t\n\r]*")
+
+    def __init__(self, file: str, text: str) -> None:
+        self.file = file
+        self.text = text
+        self.newlines = [m.start() for m in re.finditer("\n", text)]
+        self.lines: dict[str, int] = {}
+        self.problems: list[Problem] = []
+
+    def line_at(self, pos: int) -> int:
+        return bisect.bisect_left(self.newlines, pos) + 1
+
+    def skip(self, pos: int) -> int:
+        m = self._WS.match(self.text, pos)
+        return m.end() if m else pos
+
+    def value(self, pos: int, pointer: str, depth: int = 0) -> tuple[Any, int]:
+        pos = self.skip(pos)
+        if depth > MAX_DEPTH:
+            raise _TooBig(
+                self.line_at(pos), f"document is nested more than {MAX_DEPTH} levels deep"
+            )
+        self.lines[pointer] = self.line_at(pos)
+        char = self.text[pos]
+        if char == "{":
+            return self._object(pos + 1, pointer, depth)
+        if char == "[":
+            items: list[Any] = []
+            pos = self.skip(pos + 1)
+            if self.text[pos] == "]":
+                return items, pos + 1
+            while True:
+                item, pos = self.value(pos, join_pointer(pointer, len(items)), depth + 1)
+                items.append(item)
+                pos = self.skip(pos)
+                if self.text[pos] == "]":
+                    return items, pos + 1
+                pos += 1  # ","
+        if char == '"':
+            return _scanstring(self.text, pos + 1, True)
+        for literal, result in (("true", True), ("false", False), ("null", None)):
+            if self.text.startswith(literal, pos):
+                return result, pos + len(literal)
+        m = json.scanner.NUMBER_RE.match(self.text, pos)
+        assert m is not None, "json.loads accepted the text"
+        integer, frac, exp = m.groups()
+        number: int | float = float(m.group(0)) if frac or exp else int(integer)
+        return number, m.end()
+
+    def _object(self, pos: int, pointer: str, depth: int) -> tuple[dict[str, Any], int]:
+        out: dict[str, Any] = {}
+        first_line: dict[str, int] = {}
+        pos = self.skip(pos)
+        if self.text[pos] == "}":
+            return out, pos + 1
+        while True:
+            pos = self.skip(pos)
+            key_line = self.line_at(pos)
+            key, pos = _scanstring(self.text, pos + 1, True)
+            child = join_pointer(pointer, key)
+            if key in first_line:
+                self.problems.append(
+                    Problem(
+                        self.file,
+                        key_line,
+                        display_path(child),
+                        f"duplicate key {key!r} (first at line {first_line[key]})",
+                    )
+                )
+            else:
+                first_line[key] = key_line
+            pos = self.skip(pos) + 1  # ":"
+            out[key], pos = self.value(pos, child, depth + 1)
+            self.lines[child] = key_line
+            pos = self.skip(pos)
+            if self.text[pos] == "}":
+                return out, pos + 1
+            pos += 1  # ","
+
+
+def _parse_json(file: str, text: str) -> tuple[list[LocatedDoc], list[Problem]]:
+    if not text.strip():
+        return [], []
+    try:
+        json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        return [], [Problem(file, exc.lineno, "", f"invalid JSON: {exc.msg}")]
+    except ValueError as exc:  # NaN, Infinity
+        return [], [Problem(file, None, "", f"invalid JSON: {exc}")]
+    except RecursionError:
+        return [], [Problem(file, None, "", "invalid JSON: nested too deeply")]
+    builder = _JsonBuilder(file, text)
+    try:
+        data, _ = builder.value(0, "")
+    except _TooBig as exc:
+        return [], [Problem(file, exc.line, "", exc.message)]
+    line = builder.lines[""]
+    doc, problems = _mapping_doc(file, line, data, builder.lines)
+    return ([doc] if doc else []), builder.problems + problems
+
+
+# --- manifests --------------------------------------------------------------------------------
+
+
+def known_kinds() -> list[str]:
+    return list(KIND_OPERATIONS)
+
+
+@functools.cache
+def describe_only_fields(kind: str) -> frozenset[str]:
+    """Members ``aws ecs describe-*`` prints for ``kind`` that its write call does not take.
+
+    For TaskDefinition: taskDefinitionArn, revision, status, requiresAttributes,
+    compatibilities, registeredAt, registeredBy, deregisteredAt, ...; for Service:
+    serviceArn, clusterArn, status, runningCount, pendingCount, events,
+    deployments, taskSets, createdAt, createdBy, roleArn, ... Derived from
+    botocore, so fields AWS adds to the describe output later are covered too.
+    """
+    model = ecs_model()
+    output = model.shape_for(DESCRIBE_SHAPES[kind]).members
+    operation = model.operation_model(KIND_OPERATIONS[kind]).input_shape.members
+    return frozenset(output) - frozenset(operation)
+
+
+def check_manifest(doc: LocatedDoc) -> tuple[LocatedDoc | None, list[Problem]]:
+    """Check ``kind`` and drop read-only fields pasted from ``describe`` output."""
+    kinds = ", ".join(known_kinds())
+    if "kind" not in doc.data:
+        return None, [doc.problem("", _missing_kind_message(doc.data, kinds))]
+    kind = doc.data["kind"]
+    if not isinstance(kind, str) or kind not in KIND_OPERATIONS:
+        shown = json.dumps(kind) if not isinstance(kind, str) else repr(kind)
+        return None, [doc.problem("/kind", f"unknown kind {shown} (known kinds: {kinds})")]
+    dropped = describe_only_fields(kind) & doc.data.keys()
+    if not dropped:
+        return doc, []
+    data = {k: v for k, v in doc.data.items() if k not in dropped}
+    gone = [join_pointer("", k) for k in dropped]
+    origins = {p: o for p, o in doc.origins.items() if not any(is_below(p, g) for g in gone)}
+    return doc.replace(data=data, origins=origins), []
+
+
+def _missing_kind_message(data: Mapping[str, Any], kinds: str) -> str:
+    if "target" in data:
+        return (
+            f"missing 'kind' (known kinds: {kinds}); this looks like an overlay patch: "
+            "keep patches in a directory listed in apps[].overlays, outside the app's path"
+        )
+    if len(data) == 1:
+        (key,) = data
+        if key in DESCRIBE_WRAPPERS:
+            kind = DESCRIBE_WRAPPERS[key]
+            return (
+                f"missing 'kind' (known kinds: {kinds}); this looks like `aws ecs describe-*` "
+                f"output: make the object under {key!r} the document and add 'kind: {kind}'"
+            )
+    return f"missing 'kind' (known kinds: {kinds})"
+
+
+def load_manifests(files: Mapping[str, bytes]) -> tuple[list[LocatedDoc], list[Problem]]:
+    """Every manifest among ``files`` (path -> content), in path and document order."""
+    docs: list[LocatedDoc] = []
+    problems: list[Problem] = []
+    for path in manifest_files(files):
+        parsed, found = parse_file(path, files[path])
+        problems.extend(found)
+        for doc in parsed:
+            checked, found = check_manifest(doc)
+            problems.extend(found)
+            if checked is not None:
+                docs.append(checked)
+    return docs, problems
+
+
+def sort_problems(problems: Iterable[Problem]) -> list[Problem]:
+    """Unique problems in file, then line order (stable otherwise)."""
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda p: (p.file, p.line or 0))

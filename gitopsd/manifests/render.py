@@ -1,0 +1,200 @@
+"""Render an app: its manifest files in, validated :class:`Resource` documents out.
+
+The pipeline is load base documents from ``app.path`` -> apply overlays in
+configuration order -> substitute ``${VAR}`` from ``app.vars`` -> validate.
+Every stage runs even when an earlier one found problems, so one
+:class:`ManifestError` lists everything wrong with the app (in file/line
+order) and a user fixes it in one go. Files come through a :data:`Reader`, so
+the same code renders a Git tree or a local checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gitopsd.backends.ecs.service_model import KIND_NAME_FIELDS
+from gitopsd.backends.ecs.validate import validate_documents
+from gitopsd.config import AppConfig
+from gitopsd.errors import ManifestError, Problem
+from gitopsd.manifests.loader import (
+    MANIFEST_PATTERNS,
+    LocatedDoc,
+    is_manifest_file,
+    load_manifests,
+    sort_problems,
+)
+from gitopsd.manifests.overlay import apply_overlay, parse_overlay
+from gitopsd.manifests.substitute import substitute_all
+from gitopsd.model import Origin, Resource
+
+#: ``prefix`` (repo-relative directory, ``"."`` for the root) ->
+#: {repo-relative posix path: content} of every file below it, recursively.
+Reader = Callable[[str], Mapping[str, bytes]]
+Validator = Callable[[list[LocatedDoc]], list[Problem]]
+
+
+def render_app(read: Reader, app: AppConfig, validate: Validator | None = None) -> list[Resource]:
+    """The app's final resources; raises :class:`ManifestError` with every problem found.
+
+    ``validate`` checks the final documents; by default the ECS backend's
+    validator (botocore model plus gitopsd's rules).
+    """
+    validate = validate or validate_documents
+    problems: list[Problem] = []
+    base_dir = normalize_dir(app.path)
+    overlay_dirs = [normalize_dir(d) for d in app.overlays]
+    files = partition_files(read, [base_dir, *overlay_dirs])
+
+    if not files[base_dir]:
+        problems.append(
+            Problem(base_dir, None, "", f"path {base_dir!r} has no manifests ({MANIFEST_PATTERNS})")
+        )
+    docs, found = load_manifests(files[base_dir])
+    problems.extend(found)
+
+    for overlay_dir in overlay_dirs:
+        if overlay_dir == base_dir:
+            problems.append(Problem(overlay_dir, None, "", "an overlay cannot be the app's path"))
+            continue
+        if not files[overlay_dir]:
+            problems.append(
+                Problem(
+                    overlay_dir,
+                    None,
+                    "",
+                    f"overlay {overlay_dir!r} has no patches ({MANIFEST_PATTERNS})",
+                )
+            )
+        items, found = parse_overlay(files[overlay_dir])
+        problems.extend(found)
+        docs, found = apply_overlay(docs, items)
+        problems.extend(found)
+
+    docs, found = substitute_all(docs, app.vars)
+    problems.extend(found)
+    problems.extend(validate(docs))
+    if problems:
+        raise ManifestError(sort_problems(problems))
+    return [to_resource(doc) for doc in docs]
+
+
+def to_resource(doc: LocatedDoc) -> Resource:
+    """A validated document as a :class:`Resource` (``spec`` without ``kind``)."""
+    kind = doc.kind or ""
+    name = doc.data.get(KIND_NAME_FIELDS.get(kind, ""))
+    return Resource(kind, str(name), doc.spec, Origin(doc.file, doc.line))
+
+
+def normalize_dir(path: str) -> str:
+    """A repo-relative directory in one spelling: ``"./a/b/"`` -> ``"a/b"``, root -> ``"."``."""
+    return posixpath.normpath(path.strip("/") or ".")
+
+
+def _is_below(path: str, directory: str) -> bool:
+    return directory == "." or path.startswith(directory + "/")
+
+
+def partition_files(read: Reader, dirs: Sequence[str]) -> dict[str, dict[str, bytes]]:
+    """The manifest files of each directory in ``dirs``; a file in several goes to the deepest.
+
+    That keeps an overlay directory below the app's path (``app/`` and
+    ``app/overlays/prod/``) out of the base documents, and vice versa.
+    """
+    out: dict[str, dict[str, bytes]] = {d: {} for d in dirs}
+    for directory in out:
+        files = read(directory)
+        for path in files:
+            if not _is_below(path, directory) or not is_manifest_file(path):
+                continue
+            owner = max((d for d in out if _is_below(path, d)), key=lambda d: (d != ".", len(d)))
+            if owner == directory:
+                out[directory][path] = files[path]
+    return out
+
+
+# --- local checkouts --------------------------------------------------------------------------
+
+
+class _LazyFiles(Mapping[str, bytes]):
+    """File paths listed up front, contents read on access (most files are never read)."""
+
+    def __init__(self, root: Path, paths: list[str]) -> None:
+        self._root = root
+        self._paths = paths
+        self._known = set(paths)
+
+    def __getitem__(self, path: str) -> bytes:
+        if path not in self._known:
+            raise KeyError(path)
+        return (self._root / path).read_bytes()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+
+def read_directory(root: Path) -> Reader:
+    """A :data:`Reader` over a local checkout rooted at ``root`` (``.git`` is skipped).
+
+    Symbolic links that point outside ``root`` are ignored.
+    """
+    base = root.resolve()
+
+    def read(prefix: str) -> Mapping[str, bytes]:
+        start = base / normalize_dir(prefix)
+        paths: list[str] = []
+        if not start.is_dir():
+            return _LazyFiles(base, paths)
+        for current, dirnames, filenames in os.walk(start):
+            dirnames[:] = sorted(d for d in dirnames if d != ".git")
+            for name in sorted(filenames):
+                full = Path(current) / name
+                if not full.resolve().is_relative_to(base) or not full.is_file():
+                    continue
+                paths.append(full.relative_to(base).as_posix())
+        return _LazyFiles(base, paths)
+
+    return read
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, list items indented under their key, multi-line strings as ``|``."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump_resources(resources: Sequence[Resource]) -> str:
+    """Multi-document YAML for ``gitopsd render``: ``kind`` first, then fields as written."""
+    parts: list[str] = []
+    for resource in resources:
+        document: dict[str, Any] = {"kind": resource.kind, **resource.spec}
+        body = yaml.dump(
+            document,
+            Dumper=_Dumper,
+            sort_keys=False,
+            default_flow_style=False,
+            allow_unicode=True,
+            width=10_000,
+        )
+        parts.append(f"---\n# {resource.origin.file}:{resource.origin.line}\n{body}")
+    return "".join(parts)

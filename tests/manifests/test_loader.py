@@ -1,0 +1,277 @@
+"""Loading manifest files: YAML and JSON with line numbers, kinds, pasted describe output."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gitopsd.manifests.loader import (
+    describe_only_fields,
+    display_path,
+    join_pointer,
+    load_manifests,
+    parse_file,
+    split_pointer,
+)
+from gitopsd.model import Origin
+
+from .support import SERVICE, TASK_DEFINITION, Repo
+
+
+def test_two_document_yaml_and_a_json_file(repo: Repo) -> None:
+    repo.write("app/web.yaml", TASK_DEFINITION + "---\n" + SERVICE)
+    worker = {
+        "kind": "TaskDefinition",
+        "family": "worker",
+        "containerDefinitions": [{"name": "worker", "image": "busybox", "memory": 128}],
+    }
+    repo.write("app/worker.json", json.dumps(worker, indent=2))
+    resources = repo.render()
+    assert [(r.kind, r.name) for r in resources] == [
+        ("TaskDefinition", "web"),
+        ("Service", "web"),
+        ("TaskDefinition", "worker"),
+    ]
+    assert resources[1].origin == Origin("app/web.yaml", 12)
+    assert resources[2].origin == Origin("app/worker.json", 1)
+    assert "kind" not in resources[0].spec
+    assert resources[0].spec["containerDefinitions"][0]["portMappings"] == [{"containerPort": 80}]
+    assert resources[2].spec == {k: v for k, v in worker.items() if k != "kind"}
+
+
+def test_yaml_lines_point_at_keys_and_items() -> None:
+    text = b"""\
+# comment
+kind: TaskDefinition
+family: web
+containerDefinitions:
+  - name: web
+    environment:
+      - name: A
+        value: "1"
+"""
+    (doc,), problems = parse_file("a.yaml", text)
+    assert problems == []
+    assert doc.line == 2
+    assert doc.where("/family") == Origin("a.yaml", 3)
+    assert doc.where("/containerDefinitions") == Origin("a.yaml", 4)
+    assert doc.where("/containerDefinitions/0") == Origin("a.yaml", 5)
+    assert doc.where("/containerDefinitions/0/environment/0/value") == Origin("a.yaml", 8)
+    # An unknown pointer falls back to its nearest located ancestor.
+    assert doc.where("/containerDefinitions/0/nope/deeper") == Origin("a.yaml", 5)
+
+
+def test_json_lines_with_tabs_exponents_and_escapes() -> None:
+    text = '{\n\t"kind": "Service",\n\t"x": [\n\t\t1e3,\n\t\t{"a/b": "\\u00e9"}\n\t]\n}\n'
+    (doc,), problems = parse_file("s.json", text.encode())
+    assert problems == []
+    assert doc.data == {"kind": "Service", "x": [1000.0, {"a/b": "é"}]}
+    assert doc.where("/x/0") == Origin("s.json", 4)
+    assert doc.where("/x/1/a~1b") == Origin("s.json", 5)
+
+
+def test_yaml_anchors_and_merge_keys() -> None:
+    text = b"""\
+kind: TaskDefinition
+family: web
+x-defaults: &defaults
+  essential: true
+containerDefinitions:
+  - <<: *defaults
+    name: web
+"""
+    (doc,), problems = parse_file("a.yaml", text)
+    assert problems == []
+    assert doc.data["containerDefinitions"] == [{"essential": True, "name": "web"}]
+
+
+def test_yaml_syntax_error_names_the_line(repo: Repo) -> None:
+    repo.write("app/svc.yaml", "kind: Service\nserviceName: web\ntags: [a, b\ndesiredCount: 1\n")
+    (problem,) = repo.problems()
+    assert problem.startswith("app/svc.yaml:4: invalid YAML: ")
+
+
+def test_json_syntax_error_names_the_line(repo: Repo) -> None:
+    repo.write("app/svc.json", '{\n  "kind": "Service",\n  "serviceName": "web",,\n}\n')
+    (problem,) = repo.problems()
+    assert problem.startswith("app/svc.json:3: invalid JSON: ")
+
+
+def test_duplicate_keys_are_problems() -> None:
+    _, yaml_problems = parse_file("a.yaml", b"kind: Service\nserviceName: a\nserviceName: b\n")
+    _, json_problems = parse_file("a.json", b'{"kind": "Service",\n"kind": "Service"}')
+    assert [str(p) for p in yaml_problems] == [
+        "a.yaml:3: serviceName: duplicate key 'serviceName' (first at line 2)"
+    ]
+    assert [str(p) for p in json_problems] == [
+        "a.json:2: kind: duplicate key 'kind' (first at line 1)"
+    ]
+
+
+def test_document_shape_and_kind_problems() -> None:
+    files = {
+        "a.yaml": b"---\n---\n- 1\n---\nfamily: web\n---\nkind: Secret\n---\n# only a comment\n",
+        "b.yaml": b"kind: [Service]\n",
+        "c.yaml": b"target: {kind: Service, name: web}\nmergePatch: {}\n",
+        "d.yaml": b"",
+        "e.json": b"  \n",
+        "notes.txt": b"not a manifest",
+        ".hidden/x.yaml": b"- not read",
+    }
+    docs, problems = load_manifests(files)
+    assert docs == []
+    kinds = "(known kinds: TaskDefinition, Service)"
+    assert [str(p) for p in problems] == [
+        "a.yaml:3: a document must be a mapping, got list",
+        f"a.yaml:5: missing 'kind' {kinds}",
+        f"a.yaml:7: kind: unknown kind 'Secret' {kinds}",
+        f'b.yaml:1: kind: unknown kind ["Service"] {kinds}',
+        f"c.yaml:1: missing 'kind' {kinds}; this looks like an overlay patch: keep patches in "
+        "a directory listed in apps[].overlays, outside the app's path",
+    ]
+
+
+def test_a_pasted_describe_wrapper_gets_a_hint() -> None:
+    _, problems = load_manifests({"a.json": b'{"taskDefinition": {"family": "web"}}'})
+    (problem,) = problems
+    assert "make the object under 'taskDefinition' the document" in problem.message
+    assert "add 'kind: TaskDefinition'" in problem.message
+
+
+def test_unsupported_yaml_tags_are_problems() -> None:
+    _, problems = parse_file("a.yaml", b"kind: Service\nrole: !GetAtt Role.Arn\n")
+    assert [str(p) for p in problems] == [
+        "a.yaml:2: role: unsupported YAML tag '!GetAtt'; manifests hold plain JSON-like data"
+    ]
+
+
+def test_yaml_alias_bomb_is_refused() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 7)]
+    (problem,) = parse_file("bomb.yaml", "\n".join(lines).encode())[1]
+    assert "more than" in problem.message
+
+
+def test_not_utf8() -> None:
+    (problem,) = parse_file("a.yaml", b"kind: Service\nx: \xff\n")[1]
+    assert str(problem) == "a.yaml:2: not UTF-8 text"
+
+
+def test_pasted_describe_output_drops_read_only_fields(repo: Repo) -> None:
+    # As printed by `aws ecs describe-task-definition` (inner object) plus `kind`.
+    task_definition = {
+        "kind": "TaskDefinition",
+        "taskDefinitionArn": "arn:aws:ecs:eu-west-1:123456789012:task-definition/web:7",
+        "containerDefinitions": [
+            {
+                "name": "web",
+                "image": "nginx:1.27",
+                "cpu": 0,
+                "portMappings": [{"containerPort": 80, "hostPort": 80, "protocol": "tcp"}],
+                "essential": True,
+                "environment": [],
+                "mountPoints": [],
+                "volumesFrom": [],
+                "systemControls": [],
+            }
+        ],
+        "family": "web",
+        "networkMode": "awsvpc",
+        "revision": 7,
+        "volumes": [],
+        "status": "ACTIVE",
+        "requiresAttributes": [{"name": "com.amazonaws.ecs.capability.docker-remote-api.1.18"}],
+        "placementConstraints": [],
+        "compatibilities": ["EC2", "FARGATE"],
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
+        "registeredAt": "2024-05-01T10:00:00.000000+02:00",
+        "registeredBy": "arn:aws:iam::123456789012:user/me",
+    }
+    # As printed by `aws ecs describe-services` (one item of .services), trimmed by hand:
+    # taskDefinition changed from the ARN to the family.
+    service = {
+        "kind": "Service",
+        "serviceArn": "arn:aws:ecs:eu-west-1:123456789012:service/prod/web",
+        "serviceName": "web",
+        "clusterArn": "arn:aws:ecs:eu-west-1:123456789012:cluster/prod",
+        "loadBalancers": [],
+        "serviceRegistries": [],
+        "status": "ACTIVE",
+        "desiredCount": 2,
+        "runningCount": 2,
+        "pendingCount": 0,
+        "launchType": "FARGATE",
+        "platformVersion": "LATEST",
+        "platformFamily": "Linux",
+        "taskDefinition": "web",
+        "deploymentConfiguration": {
+            "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+            "maximumPercent": 200,
+            "minimumHealthyPercent": 100,
+        },
+        "deployments": [{"id": "ecs-svc/1", "status": "PRIMARY", "desiredCount": 2}],
+        "roleArn": "arn:aws:iam::123456789012:role/aws-service-role/ecs.amazonaws.com/X",
+        "events": [{"id": "e1", "createdAt": "2024-05-01T10:00:00+02:00", "message": "steady"}],
+        "createdAt": "2024-05-01T09:00:00+02:00",
+        "placementConstraints": [],
+        "placementStrategy": [],
+        "networkConfiguration": {
+            "awsvpcConfiguration": {
+                "subnets": ["subnet-1"],
+                "securityGroups": ["sg-1"],
+                "assignPublicIp": "DISABLED",
+            }
+        },
+        "schedulingStrategy": "REPLICA",
+        "deploymentController": {"type": "ECS"},
+        "createdBy": "arn:aws:iam::123456789012:user/me",
+        "enableECSManagedTags": False,
+        "propagateTags": "NONE",
+        "enableExecuteCommand": False,
+    }
+    repo.write("app/td.json", json.dumps(task_definition, indent=4))
+    repo.write("app/svc.json", json.dumps(service, indent=4))
+    svc, td = repo.render()
+    for dropped in ("taskDefinitionArn", "revision", "status", "requiresAttributes"):
+        assert dropped not in td.spec
+    for dropped in ("compatibilities", "registeredAt", "registeredBy"):
+        assert dropped not in td.spec
+    for dropped in ("serviceArn", "clusterArn", "status", "runningCount", "pendingCount"):
+        assert dropped not in svc.spec
+    for dropped in ("events", "deployments", "createdAt", "createdBy", "roleArn"):
+        assert dropped not in svc.spec
+    assert td.spec["family"] == "web"
+    assert svc.spec["networkConfiguration"] == service["networkConfiguration"]
+
+
+def test_describe_only_fields_are_derived_from_the_model() -> None:
+    task_definition = describe_only_fields("TaskDefinition")
+    assert {"taskDefinitionArn", "revision", "status", "compatibilities"} <= task_definition
+    assert {
+        "registeredAt",
+        "registeredBy",
+        "deregisteredAt",
+        "requiresAttributes",
+    } <= task_definition
+    assert not {"family", "containerDefinitions", "cpu"} & task_definition
+    service = describe_only_fields("Service")
+    assert {"serviceArn", "clusterArn", "runningCount", "events", "deployments"} <= service
+    assert not {"serviceName", "taskDefinition", "desiredCount", "tags"} & service
+
+
+def test_display_paths() -> None:
+    assert display_path("") == ""
+    assert display_path("/containerDefinitions/0/image") == "containerDefinitions[0].image"
+    assert display_path("/dockerLabels/com.example~1x") == 'dockerLabels["com.example/x"]'
+
+
+@given(st.lists(st.text(max_size=8), max_size=5))
+def test_pointer_tokens_round_trip(tokens: list[str]) -> None:
+    pointer = ""
+    for token in tokens:
+        pointer = join_pointer(pointer, token)
+    assert split_pointer(pointer) == tokens

@@ -1,0 +1,192 @@
+"""Offline validation against botocore's ECS model and gitopsd's own rules."""
+
+from __future__ import annotations
+
+from gitopsd.backends.ecs.validate import validate_documents
+from gitopsd.manifests.loader import parse_file
+
+from .support import SERVICE, TASK_DEFINITION, Repo
+
+
+def test_unknown_field_with_suggestion(repo: Repo) -> None:
+    repo.write("app/svc.yaml", SERVICE)
+    repo.write("app/td.yaml", TASK_DEFINITION.replace("    image:", "    imgae:"))
+    assert repo.problems() == [
+        "app/td.yaml:6: containerDefinitions[0].image: missing required field 'image'",
+        "app/td.yaml:7: containerDefinitions[0].imgae: unknown field 'imgae' "
+        "(did you mean 'image'?)",
+    ]
+
+
+def test_unknown_field_without_a_close_match_lists_the_fields() -> None:
+    (doc,), _ = parse_file("a.yaml", b"kind: Service\nserviceName: a\nzzz: 1\n")
+    problems = [p for p in validate_documents([doc]) if p.path == "zzz"]
+    assert problems[0].message.startswith("unknown field 'zzz' (known fields: cluster, serviceName")
+
+
+def test_wrong_types(repo: Repo) -> None:
+    repo.write("app/td.yaml", TASK_DEFINITION)
+    repo.write(
+        "app/svc.yaml",
+        """\
+        kind: Service
+        serviceName: web
+        taskDefinition: web
+        desiredCount: "2"
+        enableExecuteCommand: "true"
+        healthCheckGracePeriodSeconds: true
+        loadBalancers: {targetGroupArn: x}
+        tags: [{key: a, value: null}]
+        deploymentConfiguration:
+          maximumPercent: 1.5
+        """,
+    )
+    assert repo.problems() == [
+        "app/svc.yaml:4: desiredCount: expected integer, got string (quoted numbers and "
+        "${VAR} substitutions are strings; set numbers unquoted, per environment with an overlay)",
+        "app/svc.yaml:5: enableExecuteCommand: expected boolean, got string "
+        "(write true or false, unquoted)",
+        "app/svc.yaml:6: healthCheckGracePeriodSeconds: expected integer, got boolean",
+        "app/svc.yaml:7: loadBalancers: expected list, got mapping",
+        "app/svc.yaml:8: tags[0].value: expected string, got null",
+        "app/svc.yaml:10: deploymentConfiguration.maximumPercent: expected integer, got number",
+    ]
+
+
+def test_missing_required_members(repo: Repo) -> None:
+    repo.write("app/svc.yaml", "kind: Service\ntaskDefinition: web\n")
+    repo.write(
+        "app/td.yaml",
+        """\
+        kind: TaskDefinition
+        family: web
+        containerDefinitions:
+          - image: nginx
+            secrets:
+              - name: TOKEN
+        """,
+    )
+    assert repo.problems() == [
+        "app/svc.yaml:1: serviceName: missing required field 'serviceName'",
+        "app/td.yaml:4: containerDefinitions[0].name: missing required field 'name'",
+        "app/td.yaml:6: containerDefinitions[0].secrets[0].valueFrom: "
+        "missing required field 'valueFrom'",
+    ]
+
+
+def test_bad_enum_value(repo: Repo) -> None:
+    repo.write("app/td.yaml", TASK_DEFINITION + "networkMode: AWSVPC\n")
+    repo.write("app/svc.yaml", SERVICE.replace("FARGATE", "fargate"))
+    assert repo.problems() == [
+        "app/svc.yaml:5: launchType: invalid value 'fargate' "
+        "(allowed: EC2, FARGATE, EXTERNAL, MANAGED_INSTANCES); did you mean 'FARGATE'?",
+        "app/td.yaml:11: networkMode: invalid value 'AWSVPC' "
+        "(allowed: bridge, host, awsvpc, none); did you mean 'awsvpc'?",
+    ]
+
+
+def test_model_bounds_maps_and_unions(repo: Repo) -> None:
+    repo.write(
+        "app/td.yaml",
+        TASK_DEFINITION
+        + """\
+    dockerLabels: {"com.example/team": 7}
+    """,
+    )
+    repo.write(
+        "app/svc.yaml",
+        SERVICE
+        + """\
+capacityProviderStrategy:
+  - {capacityProvider: FARGATE, weight: 2000}
+tags: [{key: "", value: x}]
+""",
+    )
+    assert repo.problems() == [
+        "app/svc.yaml:7: capacityProviderStrategy[0].weight: must be at most 1000, got 2000",
+        "app/svc.yaml:8: tags[0].key: too short: at least 1 character(s) required",
+        'app/td.yaml:11: containerDefinitions[0].dockerLabels["com.example/team"]: '
+        "expected string, got integer (quote it to make it a string)",
+    ]
+
+
+def test_service_cluster_comes_from_the_app(repo: Repo) -> None:
+    repo.write("app/td.yaml", TASK_DEFINITION)
+    repo.write("app/svc.yaml", SERVICE + "cluster: prod\n")
+    (problem,) = repo.problems()
+    assert problem.startswith("app/svc.yaml:6: cluster: must not be set: a service runs in")
+    assert "apps[].cluster" in problem
+
+
+def test_service_must_point_at_a_declared_family(repo: Repo) -> None:
+    repo.write("app/td.yaml", TASK_DEFINITION)
+    repo.write("app/svc.yaml", SERVICE.replace("taskDefinition: web", "taskDefinition: wbe"))
+    assert repo.problems() == [
+        "app/svc.yaml:3: taskDefinition: taskDefinition 'wbe' names no TaskDefinition in this "
+        "app (declared families: web); did you mean 'web'?"
+    ]
+
+
+def test_service_task_definition_arn_or_revision_is_explained(repo: Repo) -> None:
+    repo.write("app/td.yaml", TASK_DEFINITION)
+    arn = "arn:aws:ecs:eu-west-1:123456789012:task-definition/web:7"
+    repo.write("app/a.yaml", SERVICE.replace("taskDefinition: web", f"taskDefinition: {arn}"))
+    repo.write(
+        "app/b.yaml",
+        SERVICE.replace("serviceName: web", "serviceName: api").replace(
+            "taskDefinition: web", "taskDefinition: web:3"
+        ),
+    )
+    repo.write("app/c.yaml", "kind: Service\nserviceName: worker\n")
+    problems = repo.problems()
+    assert len(problems) == 3
+    assert problems[0].startswith(
+        "app/a.yaml:3: taskDefinition: must name a task-definition family declared in this app, "
+        "not an ARN: gitopsd registers the revision itself"
+    )
+    assert problems[0].endswith("write 'web'")
+    assert problems[1].startswith("app/b.yaml:3: taskDefinition: must name a task-definition")
+    assert "not family:revision" in problems[1]
+    assert problems[2].startswith(
+        "app/c.yaml:1: taskDefinition: missing required field 'taskDefinition'"
+    )
+
+
+def test_duplicate_names(repo: Repo) -> None:
+    repo.write("app/a.yaml", TASK_DEFINITION + "---\n" + SERVICE)
+    repo.write(
+        "app/b.json",
+        '{"kind": "TaskDefinition",\n "family": "web",\n'
+        ' "containerDefinitions": [{"name": "w", "image": "x"}]}',
+    )
+    repo.write("app/c.yaml", SERVICE)
+    assert repo.problems() == [
+        "app/b.json:2: family: duplicate TaskDefinition 'web': also declared at app/a.yaml:2",
+        "app/c.yaml:2: serviceName: duplicate Service 'web': also declared at app/a.yaml:13",
+    ]
+
+
+def test_invalid_names(repo: Repo) -> None:
+    repo.write("app/td.yaml", TASK_DEFINITION.replace("family: web", "family: web.v2"))
+    repo.write("app/svc.yaml", SERVICE.replace("taskDefinition: web", "taskDefinition: web.v2"))
+    (problem,) = repo.problems()
+    assert problem == (
+        "app/td.yaml:2: family: invalid name 'web.v2': use 1-255 letters, digits, '_' and '-'"
+    )
+
+
+def test_free_form_document_members_are_not_checked() -> None:
+    text = b"""\
+kind: Service
+serviceName: web
+taskDefinition: web
+deploymentConfiguration:
+  lifecycleHooks:
+    - hookTargetArn: arn:aws:lambda:eu-west-1:1:function:f
+      roleArn: arn:aws:iam::1:role/r
+      lifecycleStages: [PRE_SCALE_UP]
+      hookDetails: {anything: [1, {goes: true}]}
+"""
+    (doc,), _ = parse_file("a.yaml", text)
+    problems = validate_documents([doc])
+    assert [p.path for p in problems] == ["taskDefinition"]  # only the undeclared family
