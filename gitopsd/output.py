@@ -155,6 +155,7 @@ def outcome_json(o: Outcome) -> dict[str, Any]:
     return doc
 
 
-def write_json(outcomes: Sequence[Outcome], stream: TextIO = sys.stdout) -> None:
+def write_json(outcomes: Sequence[Outcome], stream: TextIO | None = None) -> None:
+    stream = stream or sys.stdout
     json.dump({"apps": [outcome_json(o) for o in outcomes]}, stream, indent=2, default=str)
     stream.write("\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,13 +12,13 @@ from gitopsd.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
-MINIMAL = {
+MINIMAL: dict[str, Any] = {
     "sources": [{"name": "s", "url": "git://127.0.0.1/x.git"}],
     "apps": [{"name": "a", "source": "s", "cluster": "c"}],
 }
 
 
-def errors_of(data: dict[str, object]) -> str:
+def errors_of(data: dict[str, Any]) -> str:
     with pytest.raises(ConfigError) as info:
         parse_config(data, "test.toml")
     return str(info.value)
@@ -48,7 +49,7 @@ def test_app_must_name_a_declared_source() -> None:
 
 
 def test_duplicate_names_and_conflicting_refs() -> None:
-    data = {
+    data: dict[str, Any] = {
         "sources": [
             {"name": "s", "url": "u", "branch": "main", "tag": "v1"},
         ],

@@ -25,6 +25,8 @@ class Applied:
     message: str = ""
     #: For a service: the task definition a rollout was started on ("" when none was).
     rollout: str = ""
+    #: When the write was made (epoch seconds): events older than this are not this rollout's.
+    at: float = 0.0
 
 
 @dataclass(frozen=True)

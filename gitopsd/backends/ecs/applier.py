@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 import structlog
@@ -90,6 +91,7 @@ async def _apply_service(
     td_arns: dict[str, str],
 ) -> Applied:
     spec = dict(change.details["spec"])
+    started = time.time()
     td_arn = td_arns.get(str(change.details["family"]), "")
     tags = _tags(spec, app, changeset)
     if change.action is Action.CREATE:
@@ -97,7 +99,9 @@ async def _apply_service(
         body["clientToken"] = client_token(app, change.name, body)
         svc = await client.create_service(body)
         log.info("apply.service.create", app=app.name, service=change.name, td=td_arn)
-        return Applied(change.key, "created", svc["serviceArn"], f"created on {td_arn}", td_arn)
+        return Applied(
+            change.key, "created", svc["serviceArn"], f"created on {td_arn}", td_arn, started
+        )
 
     arn = str(change.details["arn"])
     fields_changed = {c.path.split("/", 2)[1] for c in change.changes}
@@ -123,7 +127,7 @@ async def _apply_service(
         "apply.service.update", app=app.name, service=change.name, fields=sorted(fields_changed)
     )
     rolls = "taskDefinition" in fields_changed or "forceNewDeployment" in spec
-    return Applied(change.key, "updated", arn, "; ".join(message), td_arn if rolls else "")
+    return Applied(change.key, "updated", arn, "; ".join(message), td_arn if rolls else "", started)
 
 
 def _update_body(
@@ -132,10 +136,17 @@ def _update_body(
     allowed = service_update_fields()
     body: dict[str, Any] = {k: v for k, v in spec.items() if k in allowed}
     body.update(cluster=app.cluster, service=name, taskDefinition=td_arn)
-    # A list the manifest no longer has must be cleared explicitly, or ECS keeps it.
+    # A field the manifest leaves out is not sent, so ECS would keep a value changed
+    # behind Git's back: send the value the normalised manifest means (the AWS
+    # default), or an empty list for a list the manifest no longer has.
     members = input_shape("UpdateService").members
+    desired_view: dict[str, Any] = dict(change.details.get("desired_view", {}))
     for c in change.changes:
         top = c.path.split("/", 2)[1]
-        if top in allowed and top not in body and members[top].type_name == "list":
+        if top not in allowed or top in body:
+            continue
+        if top in desired_view:
+            body[top] = desired_view[top]
+        elif members[top].type_name == "list":
             body[top] = []
     return body

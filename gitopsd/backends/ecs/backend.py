@@ -84,6 +84,7 @@ class EcsBackend:
                 poll_interval=self.poll_interval,
                 last_good=self.state.last_good(app.name),
                 progress=self.progress,
+                since=a.at,
             )
             for a in result.applied
             if a.key.startswith("Service/") and a.rollout

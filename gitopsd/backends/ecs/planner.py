@@ -173,8 +173,9 @@ def _plan_service(
     live_view = dict(live, taskDefinition=td_label(live.get("taskDefinition", "")))
     ignore = _ignores(app, svc.kind, svc.name)
     ignore.extend(unowned_service_pointers(svc.spec))  # e.g. desiredCount left to autoscaling
+    desired_view = normalise_service(desired, ignore_tag_keys=app.ignore_tag_keys)
     raw = diff(
-        normalise_service(desired, ignore_tag_keys=app.ignore_tag_keys),
+        desired_view,
         normalise_service(live_view, ignore_tag_keys=app.ignore_tag_keys),
         ignore,
     )
@@ -188,7 +189,7 @@ def _plan_service(
     details.update(
         arn=live.get("serviceArn", ""),
         live_tags={t["key"]: t["value"] for t in live.get("tags", [])},
-        live_fields=sorted(live_view),
+        desired_view=desired_view,
         running=live.get("taskDefinition", ""),
     )
     return ResourceChange(

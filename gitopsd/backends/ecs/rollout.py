@@ -12,6 +12,7 @@ by gitopsd to the last task definition recorded as COMPLETED (never merely
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -27,6 +28,8 @@ log = structlog.get_logger(__name__)
 
 Progress = Callable[[str, str], None]  # (service key, message)
 
+EVENT_CLOCK_SLACK = 2.0
+
 
 class RolloutWatcher:
     """Polls one service until its rollout on ``td_arn`` has an outcome."""
@@ -41,6 +44,7 @@ class RolloutWatcher:
         poll_interval: float,
         last_good: JsonRecord,
         progress: Progress | None = None,
+        since: float = 0.0,
     ) -> None:
         self.client = client
         self.app = app
@@ -51,6 +55,9 @@ class RolloutWatcher:
         self.progress = progress
         self.key = f"Service/{service}"
         self._seen_events: set[str] = set()
+        # Events before the write that started this rollout belong to earlier ones
+        # (with a little slack for clock skew between us and AWS).
+        self._since = since - EVENT_CLOCK_SLACK if since else 0.0
         self._last_line = ""
         self.events: list[str] = []
 
@@ -67,6 +74,9 @@ class RolloutWatcher:
     def _report(self, svc: dict[str, Any]) -> None:
         for event in reversed(svc.get("events", [])):  # ECS lists newest first
             event_id = str(event.get("id") or event.get("message"))
+            created = event.get("createdAt")
+            if isinstance(created, datetime) and created.timestamp() < self._since:
+                continue
             if event_id not in self._seen_events:
                 self._seen_events.add(event_id)
                 self._say(f"event: {event.get('message', '')}")

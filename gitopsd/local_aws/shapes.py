@@ -1,0 +1,187 @@
+"""The simulation's state in the ECS API's response shapes.
+
+One function per shape of botocore's ECS model (Deployment, ServiceEvent,
+ServiceDeployment, ServiceDeploymentBrief, ServiceRevision,
+ServiceCurrentRevisionSummary), returning plain dicts in API spelling that
+moto's serializer writes out as they are. Keeping this apart from
+:mod:`gitopsd.local_aws.deployments` lets the state machine stay free of wire
+details, and lets tests check shapes without a server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gitopsd.local_aws.deployments import ServiceSim
+from gitopsd.local_aws.records import (
+    Deployment,
+    Revision,
+    ServiceDeploymentRecord,
+    ServiceEvent,
+)
+
+#: Revision config keys that a Deployment entry repeats.
+DEPLOYMENT_CONFIG_KEYS = (
+    "capacityProviderStrategy",
+    "launchType",
+    "platformVersion",
+    "platformFamily",
+    "networkConfiguration",
+    "serviceConnectConfiguration",
+    "volumeConfigurations",
+)
+
+#: Revision config keys that a ServiceRevision reports.
+REVISION_CONFIG_KEYS = (
+    "capacityProviderStrategy",
+    "launchType",
+    "platformVersion",
+    "platformFamily",
+    "loadBalancers",
+    "serviceRegistries",
+    "networkConfiguration",
+    "serviceConnectConfiguration",
+    "volumeConfigurations",
+)
+
+
+def _copy_present(target: dict[str, Any], source: Any, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        value = source.get(key)
+        if value is not None and value != [] and value != {}:
+            target[key] = value
+
+
+def deployment_shape(deployment: Deployment) -> dict[str, Any]:
+    """A ``Deployment`` (an entry of ``Service.deployments``)."""
+    out: dict[str, Any] = {
+        "id": deployment.id,
+        "status": deployment.status,
+        "taskDefinition": deployment.task_definition,
+        "desiredCount": deployment.desired_count,
+        "pendingCount": len(deployment.pending),
+        "runningCount": len(deployment.running),
+        "failedTasks": deployment.failed_tasks,
+        "createdAt": deployment.created_at,
+        "updatedAt": deployment.updated_at,
+        "rolloutState": deployment.rollout_state,
+        "rolloutStateReason": deployment.rollout_state_reason,
+    }
+    _copy_present(out, deployment.revision.config, DEPLOYMENT_CONFIG_KEYS)
+    return out
+
+
+def event_shape(event: ServiceEvent) -> dict[str, Any]:
+    """A ``ServiceEvent``."""
+    return {"id": event.id, "createdAt": event.created_at, "message": event.message}
+
+
+def revision_summary(
+    sim: ServiceSim, record: ServiceDeploymentRecord, revision_arn: str
+) -> dict[str, Any]:
+    """A ``ServiceRevisionSummary`` of one revision within a service deployment."""
+    counts = sim.record_counts(record, revision_arn)
+    return {
+        "arn": revision_arn,
+        "requestedTaskCount": counts.requested,
+        "runningTaskCount": counts.running,
+        "pendingTaskCount": counts.pending,
+    }
+
+
+def current_service_revisions(sim: ServiceSim) -> list[dict[str, Any]]:
+    """``Service.currentServiceRevisions``: every revision with a deployment in the list."""
+    seen: list[str] = []
+    for deployment in sim.deployments:
+        if deployment.revision.arn not in seen:
+            seen.append(deployment.revision.arn)
+    result = []
+    for arn in seen:
+        counts = sim.revision_counts(arn)
+        result.append(
+            {
+                "arn": arn,
+                "requestedTaskCount": counts.requested,
+                "runningTaskCount": counts.running,
+                "pendingTaskCount": counts.pending,
+            }
+        )
+    return result
+
+
+def service_deployment_shape(sim: ServiceSim, record: ServiceDeploymentRecord) -> dict[str, Any]:
+    """A ``ServiceDeployment`` (DescribeServiceDeployments)."""
+    out: dict[str, Any] = {
+        "serviceDeploymentArn": record.arn,
+        "serviceArn": sim.identity.service_arn,
+        "clusterArn": sim.identity.cluster_arn,
+        "createdAt": record.created_at,
+        "startedAt": record.started_at,
+        "updatedAt": record.updated_at,
+        "sourceServiceRevisions": [revision_summary(sim, record, r.arn) for r in record.sources],
+        "targetServiceRevision": revision_summary(sim, record, record.target.arn),
+        "status": record.status,
+        "deploymentConfiguration": record.deployment_configuration,
+        "deploymentCircuitBreaker": {
+            "status": record.breaker_status,
+            "failureCount": record.breaker_failure_count,
+            "threshold": record.breaker_threshold,
+        },
+        "alarms": _alarms(record),
+    }
+    if record.status_reason:
+        out["statusReason"] = record.status_reason
+    if record.finished_at is not None:
+        out["finishedAt"] = record.finished_at
+    if record.stopped_at is not None:
+        out["stoppedAt"] = record.stopped_at
+    if record.rollback is not None:
+        out["rollback"] = {
+            "reason": record.rollback.reason,
+            "startedAt": record.rollback.started_at,
+            "serviceRevisionArn": record.rollback.service_revision_arn,
+        }
+    return out
+
+
+def _alarms(record: ServiceDeploymentRecord) -> dict[str, Any]:
+    alarms = record.deployment_configuration.get("alarms") or {}
+    if not alarms.get("enable"):
+        return {"status": "DISABLED"}
+    status = "MONITORING" if record.ongoing else "MONITORING_COMPLETE"
+    return {"status": status, "alarmNames": list(alarms.get("alarmNames") or [])}
+
+
+def service_deployment_brief(sim: ServiceSim, record: ServiceDeploymentRecord) -> dict[str, Any]:
+    """A ``ServiceDeploymentBrief`` (ListServiceDeployments)."""
+    out: dict[str, Any] = {
+        "serviceDeploymentArn": record.arn,
+        "serviceArn": sim.identity.service_arn,
+        "clusterArn": sim.identity.cluster_arn,
+        "createdAt": record.created_at,
+        "startedAt": record.started_at,
+        "targetServiceRevisionArn": record.target.arn,
+        "status": record.status,
+    }
+    if record.finished_at is not None:
+        out["finishedAt"] = record.finished_at
+    if record.status_reason:
+        out["statusReason"] = record.status_reason
+    return out
+
+
+def service_revision_shape(sim: ServiceSim, revision: Revision) -> dict[str, Any]:
+    """A ``ServiceRevision`` (DescribeServiceRevisions)."""
+    out: dict[str, Any] = {
+        "serviceRevisionArn": revision.arn,
+        "serviceArn": sim.identity.service_arn,
+        "clusterArn": sim.identity.cluster_arn,
+        "taskDefinition": revision.task_definition,
+        "containerImages": [
+            {"containerName": name, "image": image} for name, image in revision.images
+        ],
+        "guardDutyEnabled": False,
+        "createdAt": revision.created_at,
+    }
+    _copy_present(out, revision.config, REVISION_CONFIG_KEYS)
+    return out

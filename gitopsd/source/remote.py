@@ -1,0 +1,337 @@
+"""Open a dulwich client for a source URL, and translate its failures into gitopsd errors.
+
+Two jobs that both need to know the transport:
+
+* building the client: local paths and ``file://``, ``git://`` (with a socket
+  timeout dulwich does not offer), smart HTTP(S) with basic auth and a request
+  timeout, and SSH through the ``ssh`` binary with our own command line;
+* classifying what the client raised: whether a retry may help
+  (:class:`~gitopsd.errors.SourceUnavailable`: refused, unresolvable, timed out,
+  5xx) or a human must act (:class:`~gitopsd.errors.SourceRejected`: bad
+  credentials, no repository there), with a message that names the source and
+  its redacted URL and never contains a secret.
+"""
+
+from __future__ import annotations
+
+import re
+import select
+import socket
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import IO, Any
+from urllib.parse import unquote, urlsplit
+
+import urllib3
+from dulwich.client import (
+    GitClient,
+    HttpGitClient,
+    HTTPProxyUnauthorized,
+    HTTPUnauthorized,
+    LocalGitClient,
+    SSHGitClient,
+    TCPGitClient,
+    default_urllib3_manager,
+)
+from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
+from dulwich.protocol import (
+    DEFAULT_GIT_PROTOCOL_VERSION_FETCH,
+    DEFAULT_GIT_PROTOCOL_VERSION_SEND,
+    TCP_GIT_PORT,
+    Protocol,
+)
+
+from gitopsd.errors import SourceError, SourceRejected, SourceUnavailable
+from gitopsd.source.auth import SCP_LIKE, Credentials, Transport, strip_userinfo
+
+
+class _TrackingPoolManager(urllib3.PoolManager):
+    """urllib3 pool that can close every response it handed out.
+
+    Dulwich streams responses (``preload_content=False``) and does not close
+    one it raises about (a 401, a failed read), which leaves its connection
+    open until garbage collection; :meth:`close` closes them all.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No read retries: a timed-out poll is retried by the next poll, and a
+        # worker thread abandoned on timeout should end after one socket timeout.
+        kwargs.setdefault("retries", urllib3.Retry(total=5, connect=1, read=0, redirect=5))
+        super().__init__(*args, **kwargs)
+        self.responses: list[urllib3.BaseHTTPResponse] = []
+
+    def urlopen(  # type: ignore[override]  # urllib3's own PoolManager does the same
+        self, method: str, url: str, redirect: bool = True, **kw: Any
+    ) -> urllib3.BaseHTTPResponse:
+        response = super().urlopen(method, url, redirect=redirect, **kw)
+        self.responses.append(response)
+        return response
+
+    def close(self) -> None:
+        while self.responses:
+            with suppress(Exception):
+                self.responses.pop().close()
+        self.clear()
+
+
+class _TrackingProxyManager(_TrackingPoolManager, urllib3.ProxyManager):
+    """The same, through an HTTP(S) proxy (``https_proxy`` and friends)."""
+
+
+class _TimeoutTCPGitClient(TCPGitClient):
+    """``git://`` client whose socket has a timeout (dulwich's blocks forever on a silent server).
+
+    The fetch runs in a worker thread that ``anyio.fail_after`` can abandon but
+    not stop; the socket timeout makes sure such a thread ends and releases the
+    cache soon after. Dulwich leaves a connection open when a command fails
+    half-way, so the client remembers its connections and :meth:`close` closes
+    them.
+    """
+
+    def __init__(self, host: str, port: int | None, timeout: float) -> None:
+        super().__init__(host, port=port)
+        self._timeout = timeout
+        self._opened: list[Protocol] = []
+
+    def close(self) -> None:
+        _close_all(self._opened)
+        super().close()
+
+    def _connect(
+        self,
+        cmd: bytes,
+        path: str | bytes,
+        protocol_version: int | None = None,
+    ) -> tuple[Protocol, Callable[[], bool], IO[bytes] | None]:
+        if not isinstance(path, bytes):
+            path = path.encode(self._remote_path_encoding)
+        sock = socket.create_connection((self._host, self._port), timeout=self._timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        rfile = sock.makefile("rb", -1)
+        wfile = sock.makefile("wb", 0)
+
+        def close() -> None:
+            rfile.close()
+            wfile.close()
+            sock.close()
+
+        def shutdown_write() -> None:
+            wfile.flush()
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+
+        def can_read() -> bool:
+            return bool(select.select([sock.fileno()], [], [], 0)[0])
+
+        proto = Protocol(
+            rfile.read,
+            wfile.write,
+            close,
+            report_activity=self._report_activity,
+            shutdown_write=shutdown_write,
+        )
+        if path.startswith(b"/~"):
+            path = path[1:]
+        if cmd == b"upload-pack":
+            self.protocol_version = (
+                DEFAULT_GIT_PROTOCOL_VERSION_FETCH if protocol_version is None else protocol_version
+            )
+        else:
+            self.protocol_version = DEFAULT_GIT_PROTOCOL_VERSION_SEND
+        extra = b"\0\0version=%d\0" % self.protocol_version
+        if cmd != b"upload-pack" or self.protocol_version != 2:
+            extra = b""
+        self._opened.append(proto)
+        proto.send_cmd(b"git-" + cmd, path, b"host=" + self._host.encode("ascii") + extra)
+        return proto, can_read, None
+
+
+class _ClosingSSHGitClient(SSHGitClient):
+    """SSH client that closes (and reaps) every ``ssh`` process it started on :meth:`close`."""
+
+    def __init__(
+        self, host: str, port: int | None, username: str | None, ssh_command: str | None
+    ) -> None:
+        super().__init__(host, port=port, username=username, ssh_command=ssh_command)
+        self._opened: list[Protocol] = []
+
+    def _connect(
+        self,
+        cmd: bytes,
+        path: str | bytes,
+        protocol_version: int | None = None,
+    ) -> tuple[Protocol, Callable[[], bool], IO[bytes] | None]:
+        proto, can_read, stderr = super()._connect(cmd, path, protocol_version)
+        self._opened.append(proto)
+        return proto, can_read, stderr
+
+    def close(self) -> None:
+        _close_all(self._opened)
+        super().close()
+
+
+def _close_all(protocols: list[Protocol]) -> None:
+    while protocols:
+        with suppress(Exception):
+            protocols.pop().close()
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A dulwich client, the path to pass it, and how to talk to it.
+
+    ``fetch_protocol`` is the protocol version for fetches: 0 for ``git://`` and
+    SSH, where dulwich's protocol v2 negotiation sends every "have" before the
+    server may answer (slow on long histories), else the client default. Ref
+    listing always uses v2 so the server filters refs by prefix (GitHub
+    advertises every ``refs/pull/*`` in v0).
+    """
+
+    client: GitClient
+    path: str
+    transport: Transport
+    fetch_protocol: int | None
+
+
+def open_remote(url: str, transport: Transport, creds: Credentials, timeout: float) -> Remote:
+    """A client for ``url``; raise ``ValueError`` if the URL cannot be parsed."""
+    if transport is Transport.LOCAL:
+        path = unquote(urlsplit(url).path) if url.lower().startswith("file://") else url
+        return Remote(LocalGitClient(), path, transport, None)
+    if transport is Transport.GIT:
+        parts = urlsplit(url)
+        if not parts.hostname:
+            raise ValueError("a git:// URL needs a host")
+        client: GitClient = _TimeoutTCPGitClient(
+            parts.hostname, parts.port or TCP_GIT_PORT, timeout
+        )
+        return Remote(client, parts.path, transport, 0)
+    if transport is Transport.HTTP:
+        base = strip_userinfo(url)
+        parts = urlsplit(base)
+        if not parts.hostname:
+            raise ValueError("an http(s) URL needs a host")
+        pool = default_urllib3_manager(
+            None,
+            pool_manager_cls=_TrackingPoolManager,
+            proxy_manager_cls=_TrackingProxyManager,
+            base_url=base,
+            timeout=timeout,
+        )
+        client = HttpGitClient(
+            base,
+            pool_manager=pool,
+            username=creds.username,
+            password=creds.password,
+            timeout=timeout,
+        )
+        return Remote(client, parts.path, transport, None)
+    # SSH: ssh://[user@]host[:port]/path or scp-like [user@]host:path
+    if "://" in url:
+        parts = urlsplit(url)
+        if not parts.hostname:
+            raise ValueError("an ssh URL needs a host")
+        host, port, user, path = parts.hostname, parts.port, parts.username, parts.path
+        if path.startswith("/~"):
+            path = path[1:]
+    else:
+        m = SCP_LIKE.match(url)
+        if m is None:
+            raise ValueError("not an ssh URL")
+        host, port, user, path = m["host"], None, m["user"], m["path"]
+    client = _ClosingSSHGitClient(host, port, user, creds.ssh_command)
+    return Remote(client, path, transport, 0)
+
+
+def close_remote(remote: Remote) -> None:
+    """Release the client's connections and processes, including those a failure left open."""
+    remote.client.close()
+    pool = getattr(remote.client, "pool_manager", None)
+    if isinstance(pool, _TrackingPoolManager):
+        pool.close()
+
+
+_HTTP_STATUS = re.compile(r"unexpected http resp (\d{3})")
+_SSH_REJECTED = (
+    "permission denied",
+    "host key verification failed",
+    "no matching host key",
+    "does not appear to be a git repository",
+    "repository not found",
+    "could not read from remote repository",
+    "no such file or directory",
+    "not found",
+)
+_REPO_MISSING = ("access denied or repository not exported", "no such repository")
+
+
+def _detail(exc: BaseException) -> str:
+    """The most useful one-line description of a failure."""
+    cause = exc.__cause__
+    reason = getattr(cause, "reason", None)  # urllib3 MaxRetryError
+    if reason is not None:
+        text = str(reason)
+        # "HTTPConnection(host=..., port=...): Failed to establish a new connection: ..."
+        text = text.split("): ", 1)[-1]
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.replace("\r", "").split())
+
+
+def classify(exc: BaseException, what: str, creds: Credentials, url_key: str) -> SourceError:
+    """Turn an exception from dulwich into ``SourceUnavailable`` or ``SourceRejected``.
+
+    ``what`` names the source and its redacted URL; ``url_key`` is the config
+    key to fix for a wrong URL (``sources[platform].url``).
+    """
+    if isinstance(exc, SourceError):
+        return exc
+    detail = creds.scrub(_detail(exc))
+    if isinstance(exc, HTTPUnauthorized):
+        return SourceRejected(f"{what}: authentication failed (HTTP 401); {creds.hint}")
+    if isinstance(exc, HTTPProxyUnauthorized):
+        return SourceRejected(
+            f"{what}: the HTTP proxy refused the request (HTTP 407); check the proxy credentials"
+        )
+    if isinstance(exc, NotGitRepository):
+        return SourceRejected(f"{what}: no Git repository at this URL; check {url_key}")
+    if isinstance(exc, HangupException):
+        lowered = detail.lower()
+        if "could not resolve hostname" in lowered or "connection refused" in lowered:
+            return SourceUnavailable(f"{what}: cannot reach the remote: {detail}")
+        if any(marker in lowered for marker in _SSH_REJECTED):
+            hint = creds.hint or f"check {url_key}"
+            return SourceRejected(f"{what}: the server refused access: {detail}; {hint}")
+        if not exc.stderr_lines:
+            return SourceRejected(
+                f"{what}: the server closed the connection without answering; "
+                f"the repository may not exist or may not be exported; check {url_key}"
+            )
+        return SourceUnavailable(f"{what}: the connection failed: {detail}")
+    if isinstance(exc, GitProtocolError):
+        status = _HTTP_STATUS.search(str(exc))
+        if status:
+            code = int(status.group(1))
+            if code == 403:
+                return SourceRejected(
+                    f"{what}: authentication failed: access denied (HTTP 403); {creds.hint}"
+                )
+            if code in (404, 410):
+                return SourceRejected(f"{what}: no Git repository at this URL; check {url_key}")
+            return SourceUnavailable(f"{what}: the server answered HTTP {code}")
+        if any(marker in detail.lower() for marker in _REPO_MISSING):
+            return SourceRejected(
+                f"{what}: the server says: {detail}; check {url_key} "
+                "(the repository does not exist or is not exported)"
+            )
+        if exc.__cause__ is not None:  # urllib3 connection or timeout failure
+            return SourceUnavailable(f"{what}: cannot reach the remote: {detail}")
+        return SourceUnavailable(f"{what}: the remote failed: {detail}")
+    if isinstance(exc, TimeoutError):
+        return SourceUnavailable(f"{what}: the remote did not answer in time")
+    if isinstance(exc, OSError):
+        return SourceUnavailable(f"{what}: cannot reach the remote: {detail}")
+    return SourceUnavailable(f"{what}: fetch failed: {type(exc).__name__}: {detail}")
