@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from gitopsd.local_aws.testing import LocalAws
+from gitopsd.local_aws.testing import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, LocalAws
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FAIL_PATTERN = "*:broken*"
@@ -82,7 +82,14 @@ class Demo:
 
     def gitopsd(self, *args: str, expect: Sequence[int] = (0,)) -> int:
         print(_style(f"$ gitopsd {' '.join(args)}", "33"), flush=True)
-        env = dict(os.environ, GITOPSD_CONFIG=str(self.config))
+        # The local endpoint accepts any credentials; real ones are never needed here.
+        env = dict(
+            os.environ,
+            GITOPSD_CONFIG=str(self.config),
+            AWS_ACCESS_KEY_ID=DUMMY_ACCESS_KEY,
+            AWS_SECRET_ACCESS_KEY=DUMMY_SECRET_KEY,
+        )
+        env.pop("AWS_PROFILE", None)
         code = subprocess.run(
             [sys.executable, "-m", "gitopsd", *args, "--color", "always" if _TTY else "never"],
             env=env,
