@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from gitopsd.local_aws.clock import SimClock
+from gitopsd.local_aws.faults import Faults
 from gitopsd.local_aws.records import Revision
 from gitopsd.local_aws.settings import SimSettings
 
@@ -59,6 +60,7 @@ class Runtime:
         self.settings = self.defaults
         self.clock = SimClock(self.defaults.clock)
         self.calls = CallLog()
+        self.faults = Faults()
         #: Held while a request touches ECS state or the settings.
         self.lock = threading.RLock()
         self.region = region

@@ -25,6 +25,10 @@
   ``POST /_gitopsd/advance``   ``{"seconds": 2.5}``: move the manual clock, then settle every
                                service; 409 if the clock is ``real``. Answers ``{"now": ...}``
   ``POST /_gitopsd/settle``    settle every service at the current simulated time
+  ``POST /_gitopsd/faults``    ``{"operation": "RegisterTaskDefinition", "error":
+                               "ThrottlingException", "count": 3}``: the next 3 such calls fail
+                               (see :mod:`gitopsd.local_aws.faults`); ``GET`` lists, ``DELETE``
+                               clears
   ==========================  ==============================================================
 
 Times in control answers are ISO 8601 strings in UTC.
@@ -97,6 +101,12 @@ class LocalAwsApp:
         operation = operation_name(environ)
         if operation:
             self.runtime.calls.record(operation)
+            fault = self.runtime.faults.take(operation)
+            if fault is not None:
+                response = Response(
+                    fault.body(), status=fault.status, mimetype="application/x-amz-json-1.1"
+                )
+                return response(environ, start_response)  # type: ignore[no-any-return]
         return self.moto_app(environ, start_response)  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------- control plane
@@ -113,6 +123,9 @@ class LocalAwsApp:
             ("DELETE", "calls"): self._clear_calls,
             ("POST", "advance"): self._advance,
             ("POST", "settle"): self._settle,
+            ("GET", "faults"): lambda _: self.runtime.faults.snapshot(),
+            ("POST", "faults"): lambda request: self.runtime.faults.arm(_body(request)),
+            ("DELETE", "faults"): self._clear_faults,
         }
         handler = handlers.get(route)
         if handler is None:
@@ -140,6 +153,7 @@ class LocalAwsApp:
             moto_api_backend.reset()
             self.runtime.reset_settings()
             self.runtime.calls.clear()
+            self.runtime.faults.clear()
             create_startup_clusters(self.runtime)
         return {"ok": True}
 
@@ -151,6 +165,10 @@ class LocalAwsApp:
         with self.runtime.lock:
             settle_all()  # steps already due happen under the old settings
             return self.runtime.configure_json(body).to_json()
+
+    def _clear_faults(self, _: Request) -> dict[str, Any]:
+        self.runtime.faults.clear()
+        return self.runtime.faults.snapshot()
 
     def _get_calls(self, _: Request) -> dict[str, Any]:
         return {"calls": self.runtime.calls.snapshot()}

@@ -231,6 +231,12 @@ class LocalAws:
         """Manual clock: move simulated time forward, then settle every service."""
         self._control("POST", "advance", {"seconds": seconds})
 
+    def inject_fault(
+        self, operation: str, error: str = "ThrottlingException", count: int = 1
+    ) -> None:
+        """Make the next ``count`` calls of ``operation`` fail with ``error``."""
+        self._control("POST", "faults", {"operation": operation, "error": error, "count": count})
+
     def settle(self) -> None:
         """Settle every service at the current simulated time."""
         self._control("POST", "settle")
@@ -248,7 +254,7 @@ class LocalAws:
             endpoint_url=self.endpoint_url,
             aws_access_key_id=DUMMY_ACCESS_KEY,
             aws_secret_access_key=DUMMY_SECRET_KEY,
-            config=Config(retries={"max_attempts": 1}),
+            config=Config(retries={"total_max_attempts": 1}),
         )
 
     def create_cluster(self, name: str) -> str:

@@ -26,7 +26,7 @@ async def test_rollout_seen_through_aiobotocore(local_aws: LocalAws) -> None:
         endpoint_url=local_aws.endpoint_url,
         aws_access_key_id=DUMMY_ACCESS_KEY,
         aws_secret_access_key=DUMMY_SECRET_KEY,
-        config=AioConfig(retries={"max_attempts": 1}),
+        config=AioConfig(retries={"total_max_attempts": 1}),
     ) as ecs:
         registered: dict[str, Any] = await ecs.register_task_definition(
             family="web",

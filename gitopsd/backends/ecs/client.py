@@ -135,7 +135,7 @@ class EcsClient:
         config = AioConfig(
             connect_timeout=min(10.0, self._aws.call_timeout),
             read_timeout=self._aws.call_timeout,
-            retries={"max_attempts": 1, "mode": "standard"},  # tenacity retries, not botocore
+            retries={"total_max_attempts": 1, "mode": "standard"},  # tenacity retries, not botocore
             max_pool_connections=max(10, self._aws.max_concurrency),
         )
         kwargs: dict[str, Any] = {"config": config}
