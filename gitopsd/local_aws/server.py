@@ -106,7 +106,7 @@ class LocalAwsApp:
                 response = Response(
                     fault.body(), status=fault.status, mimetype="application/x-amz-json-1.1"
                 )
-                return response(environ, start_response)  # type: ignore[no-any-return]
+                return response(environ, start_response)
         return self.moto_app(environ, start_response)  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------- control plane
