@@ -13,6 +13,8 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from .conftest import CLUSTER, EXAMPLES, Env
 
 WEB_TD = "apps/web/base/task-definition.yaml"
@@ -267,3 +269,38 @@ def test_unreachable_source_fails_every_app_of_it_with_a_clear_error(env: Env) -
     assert run.code == 2
     assert run.out.count("SourceFailed, temporary") == 2
     assert env.aws.calls() == []
+
+
+def test_aws_endpoint_url_from_the_environment_just_works(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = env.config.read_text()
+    env.config.write_text(text.replace(f'endpoint_url = "{env.aws.endpoint_url}"\n', ""))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", env.aws.endpoint_url)
+    run = env.gitopsd("diff", "worker")
+    assert run.code == 1, run.out
+    assert "+ Service/worker  (create)" in run.out
+
+
+def test_ignore_pointers_hide_differences_owned_elsewhere(env: Env) -> None:
+    sync_all(env)
+    ecs = env.ecs()
+    ecs.update_service(cluster=CLUSTER, service="web", desiredCount=7)
+    arn = env.service("web")["serviceArn"]
+    ecs.tag_resource(resourceArn=arn, tags=[{"key": "CostCenter", "value": "42"}])
+    assert env.gitopsd("diff", "web").code == 1
+
+    env.config.write_text(
+        env.config.read_text().replace(
+            'vars = { ENV = "production" }\n',
+            'vars = { ENV = "production" }\nignore_tag_keys = ["CostCenter"]\n'
+            '[[apps.ignore]]\nkind = "Service"\npointers = ["/desiredCount"]\n',
+        )
+    )
+    env.aws.clear_calls()
+    run = env.gitopsd("sync", "web")
+    assert run.code == 0, run.out
+    assert "in sync: nothing to do" in run.out
+    assert env.writes() == []
+    tags = {t["key"]: t["value"] for t in env.service("web")["tags"]}
+    assert tags["CostCenter"] == "42"  # another tool's tag is left alone
