@@ -2,6 +2,9 @@
 
 import sys
 
-from gitopsd.cli import main
+try:
+    from gitopsd.cli import main
 
-sys.exit(main())
+    sys.exit(main())
+except KeyboardInterrupt:  # Ctrl-C while importing: no traceback, the usual status
+    sys.exit(130)
