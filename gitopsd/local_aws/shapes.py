@@ -16,6 +16,7 @@ from gitopsd.local_aws.deployments import ServiceSim
 from gitopsd.local_aws.records import (
     Deployment,
     Revision,
+    RevisionCounts,
     ServiceDeploymentRecord,
     ServiceEvent,
 )
@@ -80,13 +81,7 @@ def revision_summary(
     sim: ServiceSim, record: ServiceDeploymentRecord, revision_arn: str
 ) -> dict[str, Any]:
     """A ``ServiceRevisionSummary`` of one revision within a service deployment."""
-    counts = sim.record_counts(record, revision_arn)
-    return {
-        "arn": revision_arn,
-        "requestedTaskCount": counts.requested,
-        "runningTaskCount": counts.running,
-        "pendingTaskCount": counts.pending,
-    }
+    return _revision_counts(revision_arn, sim.record_counts(record, revision_arn))
 
 
 def current_service_revisions(sim: ServiceSim) -> list[dict[str, Any]]:
@@ -95,32 +90,43 @@ def current_service_revisions(sim: ServiceSim) -> list[dict[str, Any]]:
     for deployment in sim.deployments:
         if deployment.revision.arn not in seen:
             seen.append(deployment.revision.arn)
-    result = []
-    for arn in seen:
-        counts = sim.revision_counts(arn)
-        result.append(
-            {
-                "arn": arn,
-                "requestedTaskCount": counts.requested,
-                "runningTaskCount": counts.running,
-                "pendingTaskCount": counts.pending,
-            }
-        )
-    return result
+    return [_revision_counts(arn, sim.revision_counts(arn)) for arn in seen]
 
 
-def service_deployment_shape(sim: ServiceSim, record: ServiceDeploymentRecord) -> dict[str, Any]:
-    """A ``ServiceDeployment`` (DescribeServiceDeployments)."""
+def _revision_counts(arn: str, counts: RevisionCounts) -> dict[str, Any]:
+    """The members ServiceRevisionSummary and ServiceCurrentRevisionSummary share."""
+    return {
+        "arn": arn,
+        "requestedTaskCount": counts.requested,
+        "runningTaskCount": counts.running,
+        "pendingTaskCount": counts.pending,
+    }
+
+
+def _deployment_members(sim: ServiceSim, record: ServiceDeploymentRecord) -> dict[str, Any]:
+    """The members ServiceDeployment and ServiceDeploymentBrief share."""
     out: dict[str, Any] = {
         "serviceDeploymentArn": record.arn,
         "serviceArn": sim.identity.service_arn,
         "clusterArn": sim.identity.cluster_arn,
         "createdAt": record.created_at,
         "startedAt": record.started_at,
+        "status": record.status,
+    }
+    if record.finished_at is not None:
+        out["finishedAt"] = record.finished_at
+    if record.status_reason:
+        out["statusReason"] = record.status_reason
+    return out
+
+
+def service_deployment_shape(sim: ServiceSim, record: ServiceDeploymentRecord) -> dict[str, Any]:
+    """A ``ServiceDeployment`` (DescribeServiceDeployments)."""
+    out: dict[str, Any] = {
+        **_deployment_members(sim, record),
         "updatedAt": record.updated_at,
         "sourceServiceRevisions": [revision_summary(sim, record, r.arn) for r in record.sources],
         "targetServiceRevision": revision_summary(sim, record, record.target.arn),
-        "status": record.status,
         "deploymentConfiguration": record.deployment_configuration,
         "deploymentCircuitBreaker": {
             "status": record.breaker_status,
@@ -129,10 +135,6 @@ def service_deployment_shape(sim: ServiceSim, record: ServiceDeploymentRecord) -
         },
         "alarms": _alarms(record),
     }
-    if record.status_reason:
-        out["statusReason"] = record.status_reason
-    if record.finished_at is not None:
-        out["finishedAt"] = record.finished_at
     if record.stopped_at is not None:
         out["stoppedAt"] = record.stopped_at
     if record.rollback is not None:
@@ -154,20 +156,7 @@ def _alarms(record: ServiceDeploymentRecord) -> dict[str, Any]:
 
 def service_deployment_brief(sim: ServiceSim, record: ServiceDeploymentRecord) -> dict[str, Any]:
     """A ``ServiceDeploymentBrief`` (ListServiceDeployments)."""
-    out: dict[str, Any] = {
-        "serviceDeploymentArn": record.arn,
-        "serviceArn": sim.identity.service_arn,
-        "clusterArn": sim.identity.cluster_arn,
-        "createdAt": record.created_at,
-        "startedAt": record.started_at,
-        "targetServiceRevisionArn": record.target.arn,
-        "status": record.status,
-    }
-    if record.finished_at is not None:
-        out["finishedAt"] = record.finished_at
-    if record.status_reason:
-        out["statusReason"] = record.status_reason
-    return out
+    return {**_deployment_members(sim, record), "targetServiceRevisionArn": record.target.arn}
 
 
 def service_revision_shape(sim: ServiceSim, revision: Revision) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 import yaml.constructor
@@ -32,6 +32,7 @@ import yaml.nodes
 from gitopsd.backends.ecs.service_model import KIND_NAME_FIELDS, KIND_OPERATIONS, ecs_model
 from gitopsd.errors import Problem
 from gitopsd.model import Origin
+from gitopsd.pointer import child_pointer, display_path, is_below, parent_pointer
 
 #: File name endings read as manifests (case-insensitive).
 MANIFEST_SUFFIXES: tuple[str, ...] = (".yaml", ".yml", ".json")
@@ -53,50 +54,11 @@ DESCRIBE_WRAPPERS: dict[str, str] = {
     "service": "Service",
 }
 
+T = TypeVar("T")
+
 # Guards against hostile or accidental blow-ups (alias bombs, runaway nesting).
 MAX_DEPTH = 64
 MAX_NODES = 200_000
-
-
-# --- JSON pointers ----------------------------------------------------------------------------
-
-
-def escape_token(token: str | int) -> str:
-    """One reference token of a JSON pointer (RFC 6901): ``~`` -> ``~0``, ``/`` -> ``~1``."""
-    return str(token).replace("~", "~0").replace("/", "~1")
-
-
-def join_pointer(pointer: str, token: str | int) -> str:
-    """``join_pointer("/a", "b/c")`` -> ``"/a/b~1c"``."""
-    return f"{pointer}/{escape_token(token)}"
-
-
-def split_pointer(pointer: str) -> list[str]:
-    """The unescaped reference tokens of ``pointer`` (``""`` is the whole document)."""
-    if not pointer:
-        return []
-    return [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
-
-
-def is_below(pointer: str, ancestor: str) -> bool:
-    """Whether ``pointer`` is ``ancestor`` or inside it."""
-    return pointer == ancestor or pointer.startswith(ancestor + "/")
-
-
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def display_path(pointer: str) -> str:
-    """A JSON pointer as users write field paths: ``containerDefinitions[0].image``."""
-    out = ""
-    for token in split_pointer(pointer):
-        if token.isdigit():
-            out += f"[{token}]"
-        elif _IDENT.match(token):
-            out += f".{token}" if out else token
-        else:
-            out += f"[{json.dumps(token)}]"
-    return out
 
 
 # --- located documents ------------------------------------------------------------------------
@@ -149,7 +111,7 @@ class LocatedDoc:
                 return found
             if not p:
                 return self.origin
-            p = p[: p.rfind("/")]
+            p = parent_pointer(p)
 
     def problem(self, pointer: str, message: str) -> Problem:
         """A :class:`Problem` about the value at ``pointer``."""
@@ -264,7 +226,7 @@ class _YamlBuilder:
             if isinstance(node, yaml.nodes.SequenceNode):
                 self._check_tag(node, "seq", pointer)
                 return [
-                    self.build(item, join_pointer(pointer, i), depth + 1)
+                    self.build(item, child_pointer(pointer, i), depth + 1)
                     for i, item in enumerate(node.value)
                 ]
             assert isinstance(node, yaml.nodes.MappingNode)
@@ -289,7 +251,7 @@ class _YamlBuilder:
                 )
                 continue
             key = key_node.value
-            child = join_pointer(pointer, key)
+            child = child_pointer(pointer, key)
             out[key] = self.build(value_node, child, depth + 1)
             self.lines[child] = key_node.start_mark.line + 1  # the key's line names the field
         return out
@@ -305,7 +267,7 @@ class _YamlBuilder:
                     Problem(
                         self.file,
                         line,
-                        display_path(join_pointer(pointer, key_node.value)),
+                        display_path(child_pointer(pointer, key_node.value)),
                         f"duplicate key {key_node.value!r} (first at line {seen[key_node.value]})",
                     )
                 )
@@ -422,7 +384,7 @@ class _JsonBuilder:
             if self.text[pos] == "]":
                 return items, pos + 1
             while True:
-                item, pos = self.value(pos, join_pointer(pointer, len(items)), depth + 1)
+                item, pos = self.value(pos, child_pointer(pointer, len(items)), depth + 1)
                 items.append(item)
                 pos = self.skip(pos)
                 if self.text[pos] == "]":
@@ -449,7 +411,7 @@ class _JsonBuilder:
             pos = self.skip(pos)
             key_line = self.line_at(pos)
             key, pos = _scanstring(self.text, pos + 1, True)
-            child = join_pointer(pointer, key)
+            child = child_pointer(pointer, key)
             if key in first_line:
                 self.problems.append(
                     Problem(
@@ -527,7 +489,7 @@ def check_manifest(doc: LocatedDoc) -> tuple[LocatedDoc | None, list[Problem]]:
     if not dropped:
         return doc, []
     data = {k: v for k, v in doc.data.items() if k not in dropped}
-    gone = [join_pointer("", k) for k in dropped]
+    gone = [child_pointer("", k) for k in dropped]
     origins = {p: o for p, o in doc.origins.items() if not any(is_below(p, g) for g in gone)}
     return doc.replace(data=data, origins=origins), []
 
@@ -551,17 +513,28 @@ def _missing_kind_message(data: Mapping[str, Any], kinds: str) -> str:
 
 def load_manifests(files: Mapping[str, bytes]) -> tuple[list[LocatedDoc], list[Problem]]:
     """Every manifest among ``files`` (path -> content), in path and document order."""
-    docs: list[LocatedDoc] = []
+    return read_documents(files, check_manifest)
+
+
+def read_documents(
+    files: Mapping[str, bytes], read: Callable[[LocatedDoc], tuple[T | None, list[Problem]]]
+) -> tuple[list[T], list[Problem]]:
+    """``read`` over every document of the manifest files among ``files``, in order.
+
+    Returns what ``read`` made of each document (``None``: nothing) and every
+    problem, from parsing as well as from ``read``.
+    """
+    out: list[T] = []
     problems: list[Problem] = []
     for path in manifest_files(files):
         parsed, found = parse_file(path, files[path])
         problems.extend(found)
         for doc in parsed:
-            checked, found = check_manifest(doc)
+            item, found = read(doc)
             problems.extend(found)
-            if checked is not None:
-                docs.append(checked)
-    return docs, problems
+            if item is not None:
+                out.append(item)
+    return out, problems
 
 
 def sort_problems(problems: Iterable[Problem]) -> list[Problem]:

@@ -28,14 +28,11 @@ from gitopsd.errors import Problem
 from gitopsd.manifests.loader import (
     LocatedDoc,
     check_manifest,
-    is_below,
-    join_pointer,
     known_kinds,
-    manifest_files,
-    parse_file,
-    split_pointer,
+    read_documents,
 )
 from gitopsd.model import Origin
+from gitopsd.pointer import child_pointer, is_below, parent_pointer, split_pointer, value_at
 
 PATCH_FIELDS = ("target", "mergePatch", "jsonPatch")
 JSON_PATCH_OPS = ("add", "remove", "replace", "move", "copy", "test")
@@ -62,23 +59,12 @@ OverlayItem = Patch | LocatedDoc  # a LocatedDoc is a document the overlay adds
 
 def parse_overlay(files: Mapping[str, bytes]) -> tuple[list[OverlayItem], list[Problem]]:
     """The patches and added documents among ``files`` (path -> content), in order."""
-    items: list[OverlayItem] = []
-    problems: list[Problem] = []
-    for path in manifest_files(files):
-        docs, found = parse_file(path, files[path])
-        problems.extend(found)
-        for doc in docs:
-            if "kind" in doc.data:
-                added, found = check_manifest(doc)
-                problems.extend(found)
-                if added is not None:
-                    items.append(added)
-                continue
-            patch, found = _parse_patch(doc)
-            problems.extend(found)
-            if patch is not None:
-                items.append(patch)
-    return items, problems
+    return read_documents(files, _parse_item)
+
+
+def _parse_item(doc: LocatedDoc) -> tuple[OverlayItem | None, list[Problem]]:
+    """A document with ``kind`` is added to the app; anything else must be a patch."""
+    return check_manifest(doc) if "kind" in doc.data else _parse_patch(doc)
 
 
 def _parse_patch(doc: LocatedDoc) -> tuple[Patch | None, list[Problem]]:
@@ -94,7 +80,7 @@ def _parse_patch(doc: LocatedDoc) -> tuple[Patch | None, list[Problem]]:
             ]
         problems.append(doc.problem("", f"missing 'target'; {expected}"))
     for key in [k for k in doc.data if k not in PATCH_FIELDS]:
-        problems.append(doc.problem(join_pointer("", key), f"unknown field {key!r}; {expected}"))
+        problems.append(doc.problem(child_pointer("", key), f"unknown field {key!r}; {expected}"))
     bodies = [f for f in ("mergePatch", "jsonPatch") if f in doc.data]
     if not bodies:
         problems.append(doc.problem("", f"missing 'mergePatch' or 'jsonPatch'; {expected}"))
@@ -103,7 +89,7 @@ def _parse_patch(doc: LocatedDoc) -> tuple[Patch | None, list[Problem]]:
     target = _parse_target(doc, problems)
     if bodies and not isinstance(doc.data[bodies[0]], dict if bodies[0] == "mergePatch" else list):
         what = "a mapping" if bodies[0] == "mergePatch" else "a list of operations"
-        problems.append(doc.problem(join_pointer("", bodies[0]), f"must be {what}"))
+        problems.append(doc.problem(child_pointer("", bodies[0]), f"must be {what}"))
     if problems or target is None:
         return None, problems
     return Patch(target[0], target[1], doc, bodies[0]), []
@@ -120,7 +106,7 @@ def _parse_target(doc: LocatedDoc, problems: list[Problem]) -> tuple[str, str] |
         return None
     for key in [k for k in target if k not in ("kind", "name")]:
         problems.append(
-            doc.problem(join_pointer("/target", key), f"unknown field {key!r}; use kind and name")
+            doc.problem(child_pointer("/target", key), f"unknown field {key!r}; use kind and name")
         )
     kind, name = target.get("kind"), target.get("name")
     kinds = known_kinds()
@@ -202,7 +188,7 @@ def _merge_origins(
             out[pointer] = source[source_pointer]
         target = {}
     for key, value in body.items():
-        child, source_child = join_pointer(pointer, key), join_pointer(source_pointer, key)
+        child, source_child = child_pointer(pointer, key), child_pointer(source_pointer, key)
         if value is None:
             _drop(out, child)
         elif isinstance(value, dict):
@@ -247,11 +233,11 @@ def _describe_op(op: Any) -> str:
 
 def _reason(exc: Exception, op: Mapping[str, Any], data: Any) -> str:
     if isinstance(exc, jsonpatch.JsonPatchTestFailed):
-        actual = _resolve(data, op.get("path", ""))
+        actual = value_at(data, op.get("path", ""))
         return f"test failed: the value is {_show(actual)}, not {_show(op.get('value'))}"
     for key in ("from", "path"):
         pointer = op.get(key)
-        if isinstance(pointer, str):
+        if isinstance(pointer, str) and pointer.startswith("/"):
             missing = _missing_prefix(data, pointer, allow_new_leaf=key == "path")
             if missing is not None:
                 return f"{missing} does not exist"
@@ -264,23 +250,12 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _resolve(data: Any, pointer: str) -> Any:
-    for token in split_pointer(pointer):
-        if isinstance(data, list) and token.isdigit() and int(token) < len(data):
-            data = data[int(token)]
-        elif isinstance(data, dict) and token in data:
-            data = data[token]
-        else:
-            return None
-    return data
-
-
 def _missing_prefix(data: Any, pointer: str, allow_new_leaf: bool) -> str | None:
     """The first prefix of ``pointer`` that does not exist in ``data`` (``None``: all do)."""
     tokens = split_pointer(pointer)
     prefix = ""
     for n, token in enumerate(tokens):
-        prefix = join_pointer(prefix, token)
+        prefix = child_pointer(prefix, token)
         last = n == len(tokens) - 1
         if isinstance(data, dict) and token in data:
             data = data[token]
@@ -322,12 +297,12 @@ def _op_origins(
 def _insert(out: Origins, after: Any, path: str, value: Origins) -> None:
     """Origins for a value added at ``path``; ``after`` is the data with it added."""
     if path:
-        parent, token = path[: path.rfind("/")], split_pointer(path)[-1]
-        siblings = _resolve(after, parent)
+        parent, token = parent_pointer(path), split_pointer(path)[-1]
+        siblings = value_at(after, parent)
         if isinstance(siblings, list):
             index = len(siblings) - 1 if token == "-" else int(token)
             _shift(out, parent, index, +1)
-            path = join_pointer(parent, index)
+            path = child_pointer(parent, index)
     _drop(out, path)
     _graft(out, path, value)
 
@@ -336,8 +311,8 @@ def _remove(out: Origins, before: Any, path: str) -> None:
     """Drop the origins of the value removed at ``path``; ``before`` still holds it."""
     _drop(out, path)
     if path:
-        parent, token = path[: path.rfind("/")], split_pointer(path)[-1]
-        if isinstance(_resolve(before, parent), list):
+        parent, token = parent_pointer(path), split_pointer(path)[-1]
+        if isinstance(value_at(before, parent), list):
             _shift(out, parent, int(token) + 1, -1)
 
 

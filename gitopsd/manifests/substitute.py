@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from gitopsd.errors import Problem
-from gitopsd.manifests.loader import LocatedDoc, join_pointer
+from gitopsd.manifests.loader import LocatedDoc
+from gitopsd.pointer import child_pointer
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # `$${` (escape), `${...}` (a reference), or a `${` that is never closed.
@@ -62,12 +63,12 @@ def substitute(doc: LocatedDoc, variables: Mapping[str, str]) -> tuple[LocatedDo
             problems.extend(doc.problem(pointer, e) for e in errors)
             return result
         if isinstance(value, dict):
-            return {k: walk(v, join_pointer(pointer, k)) for k, v in value.items()}
+            return {k: walk(v, child_pointer(pointer, k)) for k, v in value.items()}
         if isinstance(value, list):
-            return [walk(v, join_pointer(pointer, i)) for i, v in enumerate(value)]
+            return [walk(v, child_pointer(pointer, i)) for i, v in enumerate(value)]
         return value
 
-    data = {k: v if k == "kind" else walk(v, join_pointer("", k)) for k, v in doc.data.items()}
+    data = {k: v if k == "kind" else walk(v, child_pointer("", k)) for k, v in doc.data.items()}
     return doc.replace(data=data), problems
 
 

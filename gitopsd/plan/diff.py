@@ -15,36 +15,11 @@ change, not one per leaf.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gitopsd.model import MISSING, FieldChange
-
-#: The pointer token that matches any one key or index in an ignore pattern.
-WILDCARD = "*"
-
-
-def escape_token(token: str | int) -> str:
-    """One reference token escaped for a JSON pointer (``~`` -> ``~0``, ``/`` -> ``~1``)."""
-    return str(token).replace("~", "~0").replace("/", "~1")
-
-
-def unescape_token(token: str) -> str:
-    return token.replace("~1", "/").replace("~0", "~")
-
-
-def join_pointer(tokens: Iterable[str | int]) -> str:
-    """The JSON pointer of a path given as raw (unescaped) tokens; ``()`` is ``""``."""
-    return "".join("/" + escape_token(t) for t in tokens)
-
-
-def split_pointer(pointer: str) -> tuple[str, ...]:
-    """The raw tokens of a JSON pointer; ``""`` (the whole document) is ``()``."""
-    if pointer == "":
-        return ()
-    if not pointer.startswith("/"):
-        raise ValueError(f"{pointer!r} is not a JSON pointer; it must start with '/'")
-    return tuple(unescape_token(t) for t in pointer[1:].split("/"))
+from gitopsd.pointer import WILDCARD, join_pointer, split_pointer
 
 
 def tokens_match(pattern: Sequence[str], path: Sequence[str]) -> bool:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gitopsd.model import MISSING
-from gitopsd.plan.diff import WILDCARD, split_pointer
+from gitopsd.pointer import WILDCARD, split_pointer, value_at
 
 #: A predicate over the whole (partly normalised) document.
 Condition = Callable[[Mapping[str, Any]], bool]
@@ -291,14 +291,7 @@ class AnyOf:
 
 def resolve(root: Any, pointer: str) -> Any:
     """The value at a concrete pointer, or ``MISSING`` when absent or empty."""
-    node = root
-    for token in split_pointer(pointer):
-        if isinstance(node, Mapping) and token in node:
-            node = node[token]
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-            node = node[int(token)]
-        else:
-            return MISSING
+    node = value_at(root, pointer, MISSING)
     return MISSING if _absent(node) else node
 
 

@@ -141,6 +141,21 @@ def _read_file(config: SourceConfig, key: str, path: Path) -> str:
     return value
 
 
+def _read_secret(
+    config: SourceConfig, kind: str, env: str | None, file: Path | None
+) -> tuple[str, str] | None:
+    """The secret in ``auth.<kind>_env`` or ``auth.<kind>_file`` and where it is (for hints).
+
+    ``None`` when neither is set; a variable that is unset or empty, or a file
+    that cannot be read or is empty, is a :class:`SourceRejected`.
+    """
+    if env:
+        return _read_env(config, f"{kind}_env", env), f"${env}"
+    if file is not None:
+        return _read_file(config, f"{kind}_file", file), str(file)
+    return None
+
+
 def _check_readable(config: SourceConfig, key: str, path: Path) -> None:
     try:
         with path.open("rb"):
@@ -230,28 +245,19 @@ def resolve_credentials(config: SourceConfig, transport: Transport) -> Credentia
 
     url_user, url_password = _url_credentials(urlsplit(config.url))
     url_secrets = tuple(s for s in (url_password,) if s)
-    if auth.token_env or auth.token_file:
-        if auth.token_env:
-            token = _read_env(config, "token_env", auth.token_env)
-            hint = f"check the token in ${auth.token_env}"
-        else:
-            assert auth.token_file is not None
-            token = _read_file(config, "token_file", auth.token_file)
-            hint = f"check the token in {auth.token_file}"
+    found = _read_secret(config, "token", auth.token_env, auth.token_file)
+    if found is not None:
+        token, where = found
         return Credentials(
             username=auth.username or TOKEN_USERNAME,
             password=token,
-            hint=hint + " (it may be expired, revoked or lack read access to the repository)",
+            hint=f"check the token in {where} "
+            "(it may be expired, revoked or lack read access to the repository)",
             secrets=(token, *url_secrets),
         )
-    if auth.password_env or auth.password_file:
-        if auth.password_env:
-            password = _read_env(config, "password_env", auth.password_env)
-            where = f"${auth.password_env}"
-        else:
-            assert auth.password_file is not None
-            password = _read_file(config, "password_file", auth.password_file)
-            where = str(auth.password_file)
+    found = _read_secret(config, "password", auth.password_env, auth.password_file)
+    if found is not None:
+        password, where = found
         return Credentials(
             username=auth.username,
             password=password,

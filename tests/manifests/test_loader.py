@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given
-from hypothesis import strategies as st
-
-from gitopsd.manifests.loader import (
-    describe_only_fields,
-    display_path,
-    join_pointer,
-    load_manifests,
-    parse_file,
-    split_pointer,
-)
+from gitopsd.manifests.loader import describe_only_fields, load_manifests, parse_file
 from gitopsd.model import Origin
 
 from .support import SERVICE, TASK_DEFINITION, Repo
@@ -261,17 +251,3 @@ def test_describe_only_fields_are_derived_from_the_model() -> None:
     service = describe_only_fields("Service")
     assert {"serviceArn", "clusterArn", "runningCount", "events", "deployments"} <= service
     assert not {"serviceName", "taskDefinition", "desiredCount", "tags"} & service
-
-
-def test_display_paths() -> None:
-    assert display_path("") == ""
-    assert display_path("/containerDefinitions/0/image") == "containerDefinitions[0].image"
-    assert display_path("/dockerLabels/com.example~1x") == 'dockerLabels["com.example/x"]'
-
-
-@given(st.lists(st.text(max_size=8), max_size=5))
-def test_pointer_tokens_round_trip(tokens: list[str]) -> None:
-    pointer = ""
-    for token in tokens:
-        pointer = join_pointer(pointer, token)
-    assert split_pointer(pointer) == tokens

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from gitopsd.manifests.loader import LocatedDoc, parse_file
 from gitopsd.manifests.overlay import Patch, apply_patch, parse_overlay
 from gitopsd.model import Origin
+from gitopsd.pointer import value_at
 
 from .support import SERVICE, TASK_DEFINITION, Repo
 
@@ -142,6 +143,10 @@ def test_json_patch_result(repo: Repo) -> None:
             "{op: add, path: /x}",
             "operation 'add /x' failed on Service 'web': "
             "The operation does not contain a 'value' member",
+        ),
+        (  # not a pointer: the library's reason, not a guess from a mangled path
+            "{op: remove, path: tags/0}",
+            "operation 'remove tags/0' failed on Service 'web': Location must start with /",
         ),
     ],
 )
@@ -343,15 +348,8 @@ def test_merge_patch_follows_rfc_7396(
 
 
 def _exists(data: Any, pointer: str) -> bool:
-    for token in pointer.split("/")[1:]:
-        token = token.replace("~1", "/").replace("~0", "~")
-        if isinstance(data, dict) and token in data:
-            data = data[token]
-        elif isinstance(data, list) and token.isdigit() and int(token) < len(data):
-            data = data[int(token)]
-        else:
-            return False
-    return True
+    absent = object()
+    return value_at(data, pointer, absent) is not absent
 
 
 # --- origins under arbitrary list edits -------------------------------------------------------

@@ -5,19 +5,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitopsd.model import MISSING, FieldChange
-from gitopsd.plan.diff import (
-    diff,
-    escape_token,
-    join_pointer,
-    pointer_matches,
-    same_json,
-    split_pointer,
-)
+from gitopsd.plan.diff import diff, pointer_matches, same_json
+from gitopsd.pointer import split_pointer
 
 
 def test_equal_documents_have_no_changes() -> None:
@@ -69,32 +62,10 @@ def test_changes_are_sorted_by_path_with_numeric_indices() -> None:
     assert [c.path for c in diff(desired, live)] == ["/a", "/l/2", "/l/10"]
 
 
-@pytest.mark.parametrize(
-    ("tokens", "pointer"),
-    [
-        ((), ""),
-        (("a",), "/a"),
-        (("a/b", "c~d"), "/a~1b/c~0d"),
-        (("~1",), "/~01"),
-        (("",), "/"),
-        (("l", 0), "/l/0"),
-    ],
-)
-def test_pointer_escaping_round_trips(tokens: tuple[Any, ...], pointer: str) -> None:
-    assert join_pointer(tokens) == pointer
-    assert split_pointer(pointer) == tuple(str(t) for t in tokens)
-
-
-def test_split_pointer_rejects_relative_paths() -> None:
-    with pytest.raises(ValueError, match="JSON pointer"):
-        split_pointer("a/b")
-
-
 def test_change_paths_are_escaped() -> None:
     desired = {"dockerLabels": {"com.example/team": "a", "x~y": "1"}}
     live = {"dockerLabels": {"com.example/team": "b", "x~y": "1"}}
     assert diff(desired, live) == (FieldChange("/dockerLabels/com.example~1team", "b", "a"),)
-    assert escape_token("a~/b") == "a~0~1b"
 
 
 def test_pointer_matches() -> None:

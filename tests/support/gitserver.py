@@ -92,10 +92,18 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(port: int, timeout: float = _START_TIMEOUT) -> None:
-    """Poll until 127.0.0.1:port accepts a connection, or raise TimeoutError."""
+def wait_for_port(
+    port: int,
+    timeout: float = _START_TIMEOUT,
+    *,
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Poll until 127.0.0.1:port accepts a connection, or raise TimeoutError.
+
+    With ``process`` (the server that should listen), give up as soon as it exits.
+    """
     deadline = time.monotonic() + timeout
-    while True:
+    while process is None or process.poll() is None:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -103,6 +111,7 @@ def wait_for_port(port: int, timeout: float = _START_TIMEOUT) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing accepted connections on port {port}") from None
             time.sleep(0.01)
+    raise TimeoutError(f"the server for port {port} exited with status {process.returncode}")
 
 
 class GitRepo:
@@ -243,24 +252,11 @@ class GitDaemon:
                 start_new_session=True,
             )
             try:
-                self._wait_ready()
+                wait_for_port(self.port, process=self._proc)
                 return self
             except TimeoutError:
                 _stop(self._proc)
         raise RuntimeError(f"git daemon did not start: {self.log()}")
-
-    def _wait_ready(self) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + _START_TIMEOUT
-        while self._proc.poll() is None:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.01)
-        raise TimeoutError("git daemon exited or did not listen")
 
     def __exit__(
         self,

@@ -19,7 +19,8 @@ from typing import Any
 
 from gitopsd.backends.ecs.service_model import KIND_NAME_FIELDS, KIND_OPERATIONS, input_shape
 from gitopsd.errors import Problem
-from gitopsd.manifests.loader import LocatedDoc, join_pointer, json_type
+from gitopsd.manifests.loader import LocatedDoc, json_type
+from gitopsd.pointer import child_pointer
 
 #: Task-definition families and service names: 1-255 letters, digits, '_' and '-'.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
@@ -68,7 +69,7 @@ def validate_document(doc: LocatedDoc) -> list[Problem]:
     if isinstance(name, str) and not NAME_PATTERN.match(name):
         problems.append(
             doc.problem(
-                join_pointer("", name_field),
+                child_pointer("", name_field),
                 f"invalid name {name!r}: use 1-255 letters, digits, '_' and '-'",
             )
         )
@@ -94,11 +95,11 @@ def _check(shape: Any, value: Any, pointer: str, doc: LocatedDoc, out: list[Prob
     elif type_name == "list":
         _check_length(shape, len(value), "item", pointer, doc, out)
         for i, item in enumerate(value):
-            _check(shape.member, item, join_pointer(pointer, i), doc, out)
+            _check(shape.member, item, child_pointer(pointer, i), doc, out)
     elif type_name == "map":
         _check_length(shape, len(value), "entry", pointer, doc, out)
         for key, item in value.items():
-            _check(shape.value, item, join_pointer(pointer, key), doc, out)
+            _check(shape.value, item, child_pointer(pointer, key), doc, out)
     elif type_name == "string":
         if shape.enum and value not in shape.enum:
             out.append(doc.problem(pointer, _enum_message(value, shape.enum)))
@@ -113,7 +114,7 @@ def _check_structure(
 ) -> None:
     members = shape.members
     for key, item in value.items():
-        child = join_pointer(pointer, key)
+        child = child_pointer(pointer, key)
         if key in members:
             _check(members[key], item, child, doc, out)
         else:
@@ -121,7 +122,9 @@ def _check_structure(
     for required in shape.required_members:
         if required not in value:
             out.append(
-                doc.problem(join_pointer(pointer, required), f"missing required field {required!r}")
+                doc.problem(
+                    child_pointer(pointer, required), f"missing required field {required!r}"
+                )
             )
     if shape.is_tagged_union and len(value) != 1:
         choices = ", ".join(members)
@@ -216,17 +219,19 @@ def _container_rules(doc: LocatedDoc) -> list[Problem]:
     for i, container in enumerate(containers):
         if not isinstance(container, dict):
             continue
-        pointer = join_pointer("/containerDefinitions", i)
+        pointer = child_pointer("/containerDefinitions", i)
         for member in CONTAINER_REQUIRED:
             if member not in container:
                 problems.append(
-                    doc.problem(join_pointer(pointer, member), f"missing required field {member!r}")
+                    doc.problem(
+                        child_pointer(pointer, member), f"missing required field {member!r}"
+                    )
                 )
         name = container.get("name")
         if isinstance(name, str) and name in names:
             problems.append(
                 doc.problem(
-                    join_pointer(pointer, "name"),
+                    child_pointer(pointer, "name"),
                     f"duplicate container name {name!r} (also containerDefinitions[{names[name]}])",
                 )
             )
@@ -297,7 +302,7 @@ def _duplicates(docs: Sequence[LocatedDoc]) -> list[Problem]:
         if doc.kind is None or doc.name is None:
             continue
         key = (doc.kind, doc.name)
-        name_pointer = join_pointer("", KIND_NAME_FIELDS[doc.kind])
+        name_pointer = child_pointer("", KIND_NAME_FIELDS[doc.kind])
         if key in first:
             seen = first[key].where(name_pointer)
             problems.append(
