@@ -24,6 +24,7 @@ from gitopsd.backends.ecs.service_model import input_shape
 from gitopsd.config import AppConfig
 from gitopsd.errors import PlanError
 from gitopsd.model import Action, ChangeSet, ResourceChange
+from gitopsd.pointer import split_pointer
 
 log = structlog.get_logger(__name__)
 
@@ -104,7 +105,7 @@ async def _apply_service(
         )
 
     arn = str(change.details["arn"])
-    fields_changed = {c.path.split("/", 2)[1] for c in change.changes}
+    fields_changed = {split_pointer(c.path)[0] for c in change.changes}
     message = []
     if fields_changed - {"tags"}:
         body = _update_body(app, change.name, spec, td_arn, change)
@@ -142,7 +143,7 @@ def _update_body(
     members = input_shape("UpdateService").members
     desired_view: dict[str, Any] = dict(change.details.get("desired_view", {}))
     for c in change.changes:
-        top = c.path.split("/", 2)[1]
+        top = split_pointer(c.path)[0]
         if top not in allowed or top in body:
             continue
         if top in desired_view:

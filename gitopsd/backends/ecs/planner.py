@@ -33,6 +33,7 @@ from gitopsd.model import (
     Revision,
 )
 from gitopsd.plan.diff import diff
+from gitopsd.pointer import split_pointer
 from gitopsd.state import JsonRecord
 
 NEW_REVISION = "(new revision)"
@@ -182,7 +183,7 @@ def _plan_service(
     immutable = immutable_service_fields()
     changes = tuple(
         FieldChange(c.path, c.before, c.after, "immutable: cannot change in place")
-        if _top(c.path) in immutable
+        if split_pointer(c.path)[0] in immutable
         else c
         for c in raw
     )
@@ -200,7 +201,3 @@ def _plan_service(
         origin=svc.origin,
         details=details,
     )
-
-
-def _top(pointer: str) -> str:
-    return pointer.split("/", 2)[1] if pointer.startswith("/") else pointer
