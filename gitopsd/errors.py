@@ -83,5 +83,31 @@ class BackendRejected(BackendError, PermanentError):
     """The backend refused a request as invalid (4xx other than throttling)."""
 
 
+class ApplyError(GitopsdError):
+    """Apply stopped part-way: carries the cause and what was written before it."""
+
+    def __init__(self, message: str, *, cause: BaseException, partial: object) -> None:
+        super().__init__(message)
+        self.cause = cause
+        #: The ``ApplyResult`` of the writes made before the failure.
+        self.partial = partial
+
+    @property
+    def temporary(self) -> bool:
+        return isinstance(self.cause, TemporaryError)
+
+
 class RolloutFailed(PermanentError):
     """A deployment did not reach a steady state on the new revision."""
+
+
+def leaf_error(exc: BaseException) -> BaseException:
+    """The first real error inside (possibly nested) exception groups from task groups.
+
+    A gitopsd error is preferred over others, so a failed batch of a concurrent
+    call reports the classified error rather than a bare group.
+    """
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        inner: list[BaseException] = list(exc.exceptions)
+        exc = next((e for e in inner if isinstance(e, GitopsdError)), inner[0])
+    return exc

@@ -27,6 +27,8 @@ class Applied:
     rollout: str = ""
     #: When the write was made (epoch seconds): events older than this are not this rollout's.
     at: float = 0.0
+    #: The id of the PRIMARY deployment the write left (``ecs-svc/...``), when known.
+    deployment: str = ""
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,17 @@ from typing import Protocol
 import anyio
 import structlog
 
-from gitopsd.backends.base import Backend
+from gitopsd.backends.base import ApplyResult, Backend
 from gitopsd.config import AppConfig, Config
 from gitopsd.engine.outcome import Outcome, Stage
 from gitopsd.engine.sources import SourceSet
-from gitopsd.errors import GitopsdError, RolloutFailed, TemporaryError
+from gitopsd.errors import (
+    ApplyError,
+    GitopsdError,
+    RolloutFailed,
+    TemporaryError,
+    leaf_error,
+)
 from gitopsd.manifests.render import render_app
 
 log = structlog.get_logger(__name__)
@@ -37,14 +43,6 @@ class Notifier(Protocol):
     """Receives every finished pass; alerting plugins implement this."""
 
     def notify(self, outcome: Outcome) -> None: ...
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    """The first real error inside (possibly nested) exception groups from task groups."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        inner: list[BaseException] = list(exc.exceptions)
-        exc = next((e for e in inner if isinstance(e, GitopsdError)), inner[0])
-    return exc
 
 
 class Reconciler:
@@ -118,9 +116,20 @@ class Reconciler:
                 return outcome
 
             stage = Stage.APPLY
-            applied = await self.backend.apply(app, changeset)
+            wait = app.sync.wait if self.wait is None else self.wait
+            try:
+                applied = await self.backend.apply(app, changeset)
+            except ApplyError as exc:
+                # Part was written before the failure: report it, and watch what it started.
+                partial = exc.partial
+                if isinstance(partial, ApplyResult):
+                    outcome = replace(outcome, applied=partial)
+                    if wait and any(a.rollout for a in partial.applied):
+                        rollouts = await self.backend.verify(app, partial, app.sync.timeout)
+                        outcome = replace(outcome, rollouts=tuple(rollouts))
+                raise
             outcome = replace(outcome, applied=applied)
-            if not (app.sync.wait if self.wait is None else self.wait):
+            if not wait:
                 return outcome
 
             stage = Stage.VERIFY
@@ -131,7 +140,7 @@ class Reconciler:
                 raise RolloutFailed("; ".join(f"{r.key}: {r.message}" for r in failed))
             return outcome
         except Exception as exc:
-            error = _leaf(exc)
+            error = leaf_error(exc)
             if isinstance(error, GitopsdError):
                 message = str(error)
             else:
@@ -143,7 +152,11 @@ class Reconciler:
                 outcome,
                 failed_stage=stage,
                 message=message,
-                temporary=isinstance(error, TemporaryError),
+                temporary=(
+                    error.temporary
+                    if isinstance(error, ApplyError)
+                    else isinstance(error, TemporaryError)
+                ),
             )
 
     def _notify(self, outcome: Outcome) -> None:

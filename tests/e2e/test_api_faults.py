@@ -25,7 +25,10 @@ def test_lasting_throttling_fails_the_app_cleanly_and_a_later_sync_recovers(env:
     env.aws.inject_fault("RegisterTaskDefinition", "ThrottlingException", count=2)
     run = env.gitopsd("sync", "web")
     assert run.code == 1
-    assert "error (ApplyFailed, temporary): ECS RegisterTaskDefinition failed:" in run.out
+    assert (
+        "error (ApplyFailed, temporary): TaskDefinition/web "
+        "(apps/web/base/task-definition.yaml:2): ECS RegisterTaskDefinition failed:" in run.out
+    )
     assert "ThrottlingException: Rate exceeded" in run.out
     # Nothing half-applied: no service was created without its task definition.
     assert Counter(env.writes()) == Counter({"RegisterTaskDefinition": 2})

@@ -190,3 +190,44 @@ deploymentConfiguration:
     (doc,), _ = parse_file("a.yaml", text)
     problems = validate_documents([doc])
     assert [p.path for p in problems] == ["taskDefinition"]  # only the undeclared family
+
+
+def test_reserved_tag_prefixes(repo: Repo) -> None:
+    repo.write(
+        "app/td.yaml",
+        TASK_DEFINITION
+        + """\
+tags:
+  - {key: team, value: shop}
+  - {key: "gitopsd:app", value: web}
+""",
+    )
+    repo.write(
+        "app/svc.yaml",
+        SERVICE
+        + """\
+tags:
+  - key: "aws:cloudformation:stack-name"
+    value: mine
+  - key: "AWS:owner"
+  - key: owner-aws:x
+""",
+    )
+
+    def reserved(key: str) -> str:
+        return (
+            f"reserved tag key {key!r}: the prefixes 'gitopsd:', 'aws:' are reserved "
+            "(gitopsd writes its own ownership tags; AWS sets the aws: ones); rename the tag"
+        )
+
+    assert repo.problems() == [
+        f"app/svc.yaml:7: tags[0].key: {reserved('aws:cloudformation:stack-name')}",
+        f"app/svc.yaml:9: tags[1].key: {reserved('AWS:owner')}",
+        f"app/td.yaml:13: tags[1].key: {reserved('gitopsd:app')}",
+    ]
+
+
+def test_tags_without_a_value_are_valid() -> None:
+    text = b"kind: Service\nserviceName: web\ntaskDefinition: web\ntags: [{key: team}]\n"
+    (doc,), _ = parse_file("a.yaml", text)
+    assert [p.path for p in validate_documents([doc])] == ["taskDefinition"]

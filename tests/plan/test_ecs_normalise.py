@@ -390,10 +390,7 @@ def _svc_diff(manifest: dict[str, Any], live: dict[str, Any], **kw: Any) -> tupl
 
 
 def test_fresh_service_diffs_clean() -> None:
-    assert (
-        _svc_diff(MANIFEST_SVC, live_service(), ignore_tag_keys={"aws:cloudformation:stack-name"})
-        == ()
-    )
+    assert _svc_diff(MANIFEST_SVC, live_service()) == ()
 
 
 def test_service_never_compares_read_only_or_placement_fields() -> None:
@@ -406,7 +403,7 @@ def test_service_never_compares_read_only_or_placement_fields() -> None:
 def test_desired_count_difference_shows() -> None:
     live = live_service()
     live["desiredCount"] = 5
-    changes = _svc_diff(MANIFEST_SVC, live, ignore_tag_keys={"aws:cloudformation:stack-name"})
+    changes = _svc_diff(MANIFEST_SVC, live)
     assert changes == (FieldChange("/desiredCount", 5, 3),)
 
 
@@ -415,7 +412,7 @@ def test_desired_count_is_left_to_autoscaling_when_unset() -> None:
     live = live_service()
     live["desiredCount"] = 11
     assert "/desiredCount" in unowned_service_pointers(manifest)
-    assert _svc_diff(manifest, live, ignore_tag_keys={"aws:cloudformation:stack-name"}) == ()
+    assert _svc_diff(manifest, live) == ()
 
 
 def test_unowned_pointers() -> None:
@@ -433,23 +430,40 @@ def test_unowned_pointers() -> None:
 
 def test_service_tags() -> None:
     live = live_service()
-    # The unignored foreign tag shows; managed tags never do.
-    assert _svc_diff(MANIFEST_SVC, live) == (
-        FieldChange("/tags/aws:cloudformation:stack-name", "other", MISSING),
-    )
+    live["tags"].append({"key": "cost-center", "value": "42"})
+    # The unignored foreign tag shows; gitopsd's and AWS's reserved tags never do.
+    assert _svc_diff(MANIFEST_SVC, live) == (FieldChange("/tags/cost-center", "42", MISSING),)
     manifest = copy.deepcopy(MANIFEST_SVC)
     manifest["tags"] = [{"key": "team", "value": "checkout"}, {"key": "tier", "value": "1"}]
-    changes = _svc_diff(manifest, live, ignore_tag_keys=["aws:cloudformation:stack-name"])
+    changes = _svc_diff(manifest, live, ignore_tag_keys=["cost-center"])
     assert changes == (
         FieldChange("/tags/team", "shop", "checkout"),
         FieldChange("/tags/tier", MISSING, "1"),
     )
 
 
+@pytest.mark.parametrize(
+    "key", ["aws:cloudformation:stack-name", "aws:ecs:serviceName", "aws:", "AWS:x", "gitopsd:app"]
+)
+def test_reserved_tags_never_count_on_either_side(key: str) -> None:
+    tag = {"key": key, "value": "x"}
+    bare = {"serviceName": "s", "tags": [{"key": "team", "value": "shop"}]}
+    tagged = dict(bare, tags=[*bare["tags"], tag])
+    assert normalise_service(tagged) == normalise_service(bare)
+    assert normalise_service(tagged)["tags"] == {"team": "shop"}
+    td = {"family": "f", "tags": [tag]}
+    assert "tags" not in normalise_task_definition(td)
+
+
+def test_aws_lookalike_tags_still_count() -> None:
+    out = normalise_service({"serviceName": "s", "tags": [{"key": "awsome"}, {"key": "x:aws:"}]})
+    assert out["tags"] == {"awsome": "", "x:aws:": ""}
+
+
 def test_partly_written_deployment_configuration_keeps_other_defaults() -> None:
     manifest = copy.deepcopy(MANIFEST_SVC)
     manifest["deploymentConfiguration"] = {"maximumPercent": 150}
-    changes = _svc_diff(manifest, live_service(), ignore_tag_keys={"aws:cloudformation:stack-name"})
+    changes = _svc_diff(manifest, live_service())
     assert changes == (
         FieldChange("/deploymentConfiguration/deploymentCircuitBreaker/enable", True, False),
         FieldChange("/deploymentConfiguration/deploymentCircuitBreaker/rollback", True, False),
@@ -507,11 +521,48 @@ def test_code_deploy_target_groups_are_not_compared() -> None:
 
 def test_primary_deployment_settings_do_not_override_top_level() -> None:
     live = live_service()
-    live["serviceConnectConfiguration"] = {"enabled": False}
-    assert normalise_service(live)["serviceConnectConfiguration"] == {"enabled": False}
+    live["serviceConnectConfiguration"] = {"enabled": True, "namespace": "other"}
+    assert normalise_service(live)["serviceConnectConfiguration"] == {
+        "enabled": True,
+        "namespace": "other",
+    }
     live = live_service()
     live["deployments"][0]["status"] = "ACTIVE"  # no PRIMARY: nothing to lift
     assert "serviceConnectConfiguration" not in normalise_service(live)
+
+
+@pytest.mark.parametrize(
+    "reported",
+    [
+        {"enabled": False},
+        {"enabled": False, "services": [], "logConfiguration": {"options": {}}},
+    ],
+)
+def test_service_connect_turned_off_equals_absent(reported: dict[str, Any]) -> None:
+    manifest = {k: v for k, v in MANIFEST_SVC.items() if k != "serviceConnectConfiguration"}
+    on_service = live_service()
+    on_service["serviceConnectConfiguration"] = reported
+    on_primary = live_service()
+    on_primary["deployments"][0]["serviceConnectConfiguration"] = reported
+    for live in (on_service, on_primary):
+        assert _svc_diff(manifest, live) == ()
+    assert normalise_service({"serviceName": "s", "serviceConnectConfiguration": reported}) == (
+        normalise_service({"serviceName": "s"})
+    )
+
+
+def test_service_connect_counts_unless_just_turned_off() -> None:
+    kept = {"enabled": False, "namespace": "shop"}
+    out = normalise_service({"serviceName": "s", "serviceConnectConfiguration": kept})
+    assert out["serviceConnectConfiguration"] == kept
+    manifest = {k: v for k, v in MANIFEST_SVC.items() if k != "serviceConnectConfiguration"}
+    live = live_service()
+    live["deployments"][0]["serviceConnectConfiguration"] = {"enabled": True, "namespace": "shop"}
+    assert _svc_diff(manifest, live) == (
+        FieldChange(
+            "/serviceConnectConfiguration", {"enabled": True, "namespace": "shop"}, MISSING
+        ),
+    )
 
 
 def test_update_and_immutable_fields_come_from_the_model() -> None:

@@ -26,7 +26,7 @@ from gitopsd.plan.diff import diff
 
 ACCOUNT = "123456789012"
 WHEN = dt.datetime(2025, 1, 2, tzinfo=dt.UTC)
-FOREIGN_TAG = "aws:cloudformation:stack-name"
+FOREIGN_TAG = "cost-center"  # another tool's tag, ignored through ignore_tag_keys
 PROPERTY_SETTINGS = settings(max_examples=60, deadline=None)
 
 _names = st.text(alphabet="abcdefgh", min_size=1, max_size=4)
@@ -46,11 +46,12 @@ def _tags() -> st.SearchStrategy[list[dict[str, str]]]:
 
 
 def _live_tags(data: st.DataObject, tags: list[dict[str, str]]) -> list[dict[str, str]]:
-    """AWS's tag list: the manifest's, gitopsd's own and another tool's, in any order."""
+    """AWS's tag list: the manifest's, gitopsd's own, AWS's and another tool's, in any order."""
     extra = [
         {"key": "gitopsd:app", "value": "shop"},
         {"key": "gitopsd:revision", "value": "f" * 40},
-        {"key": FOREIGN_TAG, "value": "stack"},
+        {"key": "aws:cloudformation:stack-name", "value": "stack"},
+        {"key": FOREIGN_TAG, "value": "42"},
     ]
     return _shuffled(data, copy.deepcopy(tags) + extra)
 
@@ -392,6 +393,8 @@ def live_service(data: st.DataObject, svc: dict[str, Any]) -> dict[str, Any]:
         "rolloutState": "COMPLETED",
     }
     connect = live.pop("serviceConnectConfiguration", None)
+    if connect is None and data.draw(st.booleans()):
+        connect = {"enabled": False}  # how ECS reports Service Connect once turned off
     if connect is not None:
         primary["serviceConnectConfiguration"] = connect
     old = {"id": "ecs-svc/0", "status": "ACTIVE", "serviceConnectConfiguration": {"enabled": False}}

@@ -1,10 +1,17 @@
 """Apply: make exactly the writes a change set asks for, in a safe order.
 
-Task definitions are registered first (a new revision is harmless until a
-service points at it), then services are created or updated. Every write is
-refused up front when the plan holds a change that cannot be made in place,
-so an app is never left half-applied by a change gitopsd knew it could not
-make. What gitopsd writes carries its ownership tags.
+Every request is built and checked against botocore's model first; only when
+all of them are valid does the first write go out, so a change gitopsd could
+have known it cannot make never leaves an app half-applied. Task definitions
+are registered first (a new revision is harmless until a service points at
+it), then services are created or updated. An UpdateService carries only the
+fields that differ (so a value on the ignore list, or owned by autoscaling,
+is never overwritten); a field the manifest dropped is reset to the value that
+means "never set". What gitopsd writes carries its ownership tags.
+
+If a write fails part-way (throttling that outlasts the retries, say), the
+error says which resource failed and carries what was already written, so the
+engine can report and verify it.
 """
 
 from __future__ import annotations
@@ -12,46 +19,94 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from botocore.validate import ParamValidator
 
 from gitopsd.backends.base import Applied, ApplyResult
 from gitopsd.backends.ecs.client import EcsClient
-from gitopsd.backends.ecs.normalise import service_update_fields
-from gitopsd.backends.ecs.ownership import is_managed_tag, managed_tags
+from gitopsd.backends.ecs.normalise import service_reset_value
+from gitopsd.backends.ecs.ownership import is_reserved_tag, managed_tags
+from gitopsd.backends.ecs.planner import blocking, primary_deployment, td_label
 from gitopsd.backends.ecs.service_model import input_shape
 from gitopsd.config import AppConfig
-from gitopsd.errors import PlanError
-from gitopsd.model import Action, ChangeSet, ResourceChange
+from gitopsd.errors import ApplyError, PlanError
+from gitopsd.model import MISSING, Action, ChangeSet, Origin, ResourceChange
 from gitopsd.pointer import split_pointer
 
 log = structlog.get_logger(__name__)
 
+#: Stands in for a task-definition ARN not registered yet while requests are checked.
+_PENDING_ARN = "arn:aws:ecs:us-east-1:000000000000:task-definition/pending:1"
+
+
+@dataclass
+class Request:
+    """One write to make: an ECS operation and its input."""
+
+    key: str
+    origin: Origin | None
+    op: str
+    body: dict[str, Any]
+    #: For service writes: the family whose ARN fills ``taskDefinition`` at run time.
+    family: str = ""
+    message: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _where(key: str, origin: Origin | None) -> str:
+    return f"{key} ({origin.file}:{origin.line})" if origin else key
+
 
 def check_applicable(changeset: ChangeSet) -> None:
-    """Raise PlanError, before any write, when a change needs a replacement."""
+    """Raise PlanError, before any write, when a change cannot be made in place."""
     blocked = [
-        f"{r.key}: {c.path} {c.note} (live {c.before!r}, desired {c.after!r})"
+        f"{_where(r.key, r.origin)}: {c.path} {c.note} (live {c.before!r}, desired {c.after!r})"
         for r in changeset.pending
         for c in r.changes
-        if c.note.startswith("immutable")
+        if blocking(c)
     ]
     if blocked:
-        raise PlanError(
-            "cannot apply in place; ECS does not allow changing these fields of an existing "
-            "service (delete and recreate the service, or give it a new serviceName):\n  "
-            + "\n  ".join(blocked)
-        )
+        raise PlanError("cannot apply in place; nothing was changed:\n  " + "\n  ".join(blocked))
 
 
-def _tags(spec: dict[str, Any], app: AppConfig, changeset: ChangeSet) -> list[dict[str, str]]:
+def _tags(spec: Mapping[str, Any], app: AppConfig, changeset: ChangeSet) -> list[dict[str, str]]:
     rev = changeset.revision
-    user = [t for t in spec.get("tags", []) if not is_managed_tag(t["key"])]
+    user = [
+        {"key": t["key"], "value": t.get("value", "")}
+        for t in spec.get("tags", [])
+        if not is_reserved_tag(t["key"])
+    ]
     return user + managed_tags(app.name, rev.source if rev else "", rev.commit if rev else None)
 
 
-def client_token(app: AppConfig, name: str, spec: dict[str, Any]) -> str:
+def _tag_requests(
+    key: str,
+    origin: Origin | None,
+    arn: str,
+    live: Mapping[str, str],
+    wanted: list[dict[str, str]],
+    app: AppConfig,
+) -> list[Request]:
+    target = {t["key"]: t["value"] for t in wanted}
+    stale = [
+        k
+        for k in live
+        if k not in target and not is_reserved_tag(k) and k not in app.ignore_tag_keys
+    ]
+    changed = [{"key": k, "value": v} for k, v in target.items() if live.get(k) != v]
+    out = []
+    if stale:
+        out.append(Request(key, origin, "UntagResource", {"resourceArn": arn, "tagKeys": stale}))
+    if changed:
+        out.append(Request(key, origin, "TagResource", {"resourceArn": arn, "tags": changed}))
+    return out
+
+
+def client_token(app: AppConfig, name: str, spec: Mapping[str, Any]) -> str:
     """Idempotency token for CreateService: the same request twice creates one service."""
     digest = hashlib.sha256(
         json.dumps([app.cluster, name, spec], sort_keys=True, default=str).encode()
@@ -59,95 +114,158 @@ def client_token(app: AppConfig, name: str, spec: dict[str, Any]) -> str:
     return digest[:32]
 
 
-async def apply_changeset(client: EcsClient, app: AppConfig, changeset: ChangeSet) -> ApplyResult:
+def build_requests(app: AppConfig, changeset: ChangeSet) -> list[Request]:
+    """Every write the change set needs, task definitions first; nothing is sent."""
     check_applicable(changeset)
-    applied: list[Applied] = []
-    td_arns: dict[str, str] = {}
-    for change in changeset.resources:
+    requests: list[Request] = []
+    for change in changeset.pending:
         if change.kind != "TaskDefinition":
             continue
-        if change.action is Action.NOOP:
-            td_arns[change.name] = str(change.details["arn"])
+        spec = change.details["spec"]
+        if change.details.get("retag"):
+            requests += _tag_requests(
+                change.key,
+                change.origin,
+                str(change.details["arn"]),
+                change.details.get("live_tags", {}),
+                _tags(spec, app, changeset),
+                app,
+            )
             continue
-        spec = dict(change.details["spec"])
-        spec["tags"] = _tags(spec, app, changeset)
-        td = await client.register_task_definition(spec)
-        arn = td["taskDefinitionArn"]
-        td_arns[change.name] = arn
-        applied.append(Applied(change.key, "registered", arn, f"registered {arn}"))
-        log.info("apply.task_definition", app=app.name, arn=arn)
-
-    for change in changeset.resources:
-        if change.kind != "Service" or change.action is Action.NOOP:
-            continue
-        applied.append(await _apply_service(client, app, changeset, change, td_arns))
-    return ApplyResult(app=app.name, applied=tuple(applied))
+        body = dict(spec, tags=_tags(spec, app, changeset))
+        requests.append(Request(change.key, change.origin, "RegisterTaskDefinition", body))
+    for change in changeset.pending:
+        if change.kind == "Service":
+            requests += _service_requests(app, changeset, change)
+    return requests
 
 
-async def _apply_service(
-    client: EcsClient,
-    app: AppConfig,
-    changeset: ChangeSet,
-    change: ResourceChange,
-    td_arns: dict[str, str],
-) -> Applied:
-    spec = dict(change.details["spec"])
-    started = time.time()
-    td_arn = td_arns.get(str(change.details["family"]), "")
+def _service_requests(
+    app: AppConfig, changeset: ChangeSet, change: ResourceChange
+) -> list[Request]:
+    spec: dict[str, Any] = dict(change.details["spec"])
+    family = str(change.details["family"])
     tags = _tags(spec, app, changeset)
     if change.action is Action.CREATE:
-        body = dict(spec, cluster=app.cluster, taskDefinition=td_arn, tags=tags)
-        body["clientToken"] = client_token(app, change.name, body)
-        svc = await client.create_service(body)
-        log.info("apply.service.create", app=app.name, service=change.name, td=td_arn)
-        return Applied(
-            change.key, "created", svc["serviceArn"], f"created on {td_arn}", td_arn, started
+        create = dict(spec, cluster=app.cluster, tags=tags)
+        create["clientToken"] = client_token(app, change.name, create)
+        return [Request(change.key, change.origin, "CreateService", create, family, "created")]
+
+    fields = {split_pointer(c.path)[0] for c in change.changes} - {"tags"}
+    requests = []
+    if fields:
+        body: dict[str, Any] = {"cluster": app.cluster, "service": change.name}
+        for name in sorted(fields - {"taskDefinition"}):
+            value = spec.get(name, MISSING)
+            if value is MISSING:
+                value = service_reset_value(name, spec)
+            body[name] = value
+        requests.append(
+            Request(
+                change.key,
+                change.origin,
+                "UpdateService",
+                body,
+                family,
+                "updated " + ", ".join(sorted(fields)),
+                {"send_task_definition": "taskDefinition" in fields},
+            )
+        )
+    requests += _tag_requests(
+        change.key, change.origin, str(change.details["arn"]),
+        change.details.get("live_tags", {}), tags, app,
+    )  # fmt: skip
+    return requests
+
+
+def validate_requests(requests: list[Request]) -> None:
+    """Check every request against botocore's model before the first write."""
+    problems = []
+    validator = ParamValidator()
+    for r in requests:
+        body = dict(r.body)
+        if r.op == "CreateService" or r.extra.get("send_task_definition"):
+            body["taskDefinition"] = _PENDING_ARN
+        report = validator.validate(body, input_shape(r.op))
+        if report.has_errors():
+            problems.append(f"{_where(r.key, r.origin)}: {r.op}: {report.generate_report()}")
+    if problems:
+        raise PlanError(
+            "the ECS requests for this plan are invalid; nothing was changed:\n  "
+            + "\n  ".join(problems)
         )
 
-    arn = str(change.details["arn"])
-    fields_changed = {split_pointer(c.path)[0] for c in change.changes}
-    message = []
-    if fields_changed - {"tags"}:
-        body = _update_body(app, change.name, spec, td_arn, change)
-        await client.update_service(body)
-        message.append(f"updated {', '.join(sorted(fields_changed - {'tags'}))}")
-    live_tags: dict[str, str] = dict(change.details.get("live_tags", {}))
-    wanted = {t["key"]: t["value"] for t in tags}
-    stale = [
-        k
-        for k in live_tags
-        if k not in wanted and not is_managed_tag(k) and k not in app.ignore_tag_keys
-    ]
-    await client.untag_resource(arn, stale)
-    await client.tag_resource(
-        arn, [{"key": k, "value": v} for k, v in wanted.items() if live_tags.get(k) != v]
-    )
-    if "tags" in fields_changed:
-        message.append("retagged")
-    log.info(
-        "apply.service.update", app=app.name, service=change.name, fields=sorted(fields_changed)
-    )
-    rolls = "taskDefinition" in fields_changed or "forceNewDeployment" in spec
-    return Applied(change.key, "updated", arn, "; ".join(message), td_arn if rolls else "", started)
+
+async def apply_changeset(client: EcsClient, app: AppConfig, changeset: ChangeSet) -> ApplyResult:
+    requests = build_requests(app, changeset)
+    validate_requests(requests)
+    td_arns = {
+        r.name: str(r.details["arn"])
+        for r in changeset.resources
+        if r.kind == "TaskDefinition" and "arn" in r.details
+    }
+    applied: list[Applied] = []
+    for request in requests:
+        try:
+            done = await _send(client, app, request, td_arns)
+        except Exception as exc:
+            partial = ApplyResult(app=app.name, applied=tuple(applied))
+            raise ApplyError(
+                f"{_where(request.key, request.origin)}: {exc}", cause=exc, partial=partial
+            ) from exc
+        if done is not None:
+            applied.append(done)
+    return ApplyResult(app=app.name, applied=tuple(_merge(applied)))
 
 
-def _update_body(
-    app: AppConfig, name: str, spec: dict[str, Any], td_arn: str, change: ResourceChange
-) -> dict[str, Any]:
-    allowed = service_update_fields()
-    body: dict[str, Any] = {k: v for k, v in spec.items() if k in allowed}
-    body.update(cluster=app.cluster, service=name, taskDefinition=td_arn)
-    # A field the manifest leaves out is not sent, so ECS would keep a value changed
-    # behind Git's back: send the value the normalised manifest means (the AWS
-    # default), or an empty list for a list the manifest no longer has.
-    members = input_shape("UpdateService").members
-    desired_view: dict[str, Any] = dict(change.details.get("desired_view", {}))
-    for c in change.changes:
-        top = split_pointer(c.path)[0]
-        if top not in allowed or top in body:
-            continue
-        if top in desired_view:
-            body[top] = desired_view[top]
-        elif members[top].type_name == "list":
-            body[top] = []
-    return body
+async def _send(
+    client: EcsClient, app: AppConfig, request: Request, td_arns: dict[str, str]
+) -> Applied | None:
+    if request.op == "RegisterTaskDefinition":
+        td = await client.register_task_definition(request.body)
+        arn = td["taskDefinitionArn"]
+        td_arns[request.body["family"]] = arn
+        log.info("apply.task_definition", app=app.name, arn=arn)
+        return Applied(request.key, "registered", arn, f"registered {td_label(arn)}")
+    if request.op in ("TagResource", "UntagResource"):
+        await client.call(request.op, **request.body)
+        return Applied(request.key, "retagged", request.body["resourceArn"], "retagged")
+    td_arn = td_arns[request.family]
+    body = dict(request.body)
+    if request.op == "CreateService" or request.extra.get("send_task_definition"):
+        body["taskDefinition"] = td_arn
+    started = time.time()
+    if request.op == "CreateService":
+        svc = await client.create_service(body)
+        message = f"created on {td_label(td_arn)}"
+    else:
+        svc = await client.update_service(body)
+        message = request.message
+    log.info("apply.service", app=app.name, op=request.op, service=request.key, td=td_arn)
+    primary = primary_deployment(svc) or {}
+    return Applied(
+        request.key,
+        "created" if request.op == "CreateService" else "updated",
+        str(svc.get("serviceArn", "")),
+        message,
+        rollout=td_arn,
+        at=started,
+        deployment=str(primary.get("id", "")),
+    )
+
+
+def _merge(applied: list[Applied]) -> list[Applied]:
+    """One entry per resource: a retag after an update is part of the update."""
+    out: dict[str, Applied] = {}
+    for a in applied:
+        prev = out.get(a.key)
+        if prev is None:
+            out[a.key] = a
+        elif a.action == "retagged":
+            out[a.key] = Applied(
+                prev.key, prev.action, prev.arn, f"{prev.message}; retagged",
+                prev.rollout, prev.at, prev.deployment,
+            )  # fmt: skip
+        else:
+            out[a.key] = a
+    return list(out.values())

@@ -16,7 +16,7 @@ from gitopsd.backends.base import ApplyResult, RolloutStatus
 from gitopsd.backends.ecs.applier import apply_changeset
 from gitopsd.backends.ecs.client import EcsClient
 from gitopsd.backends.ecs.planner import plan_app
-from gitopsd.backends.ecs.rollout import Progress, RolloutWatcher
+from gitopsd.backends.ecs.rollout import Progress, watch_rollouts
 from gitopsd.config import AppConfig, AwsConfig
 from gitopsd.model import ChangeSet, Resource, Revision
 from gitopsd.state import StateDir
@@ -75,26 +75,12 @@ class EcsBackend:
         self, app: AppConfig, result: ApplyResult, timeout: float
     ) -> Sequence[RolloutStatus]:
         client = await self.client(app)
-        watchers = [
-            RolloutWatcher(
-                client,
-                app,
-                a.key.split("/", 1)[1],
-                a.rollout,
-                poll_interval=self.poll_interval,
-                last_good=self.state.last_good(app.name),
-                progress=self.progress,
-                since=a.at,
-            )
-            for a in result.applied
-            if a.key.startswith("Service/") and a.rollout
-        ]
-        outcomes: list[RolloutStatus] = []
-
-        async def run(w: RolloutWatcher) -> None:
-            outcomes.append(await w.watch(timeout))
-
-        async with anyio.create_task_group() as tg:
-            for w in watchers:
-                tg.start_soon(run, w)
-        return sorted(outcomes, key=lambda o: o.key)
+        return await watch_rollouts(
+            client,
+            app,
+            result.applied,
+            timeout=timeout,
+            poll_interval=self.poll_interval,
+            last_good=self.state.last_good(app.name),
+            progress=self.progress,
+        )

@@ -26,6 +26,7 @@ from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
     EndpointConnectionError,
+    HTTPClientError,
     NoCredentialsError,
     NoRegionError,
     ReadTimeoutError,
@@ -38,7 +39,7 @@ from tenacity import (
 )
 
 from gitopsd.config import AwsConfig
-from gitopsd.errors import BackendRejected, BackendUnavailable
+from gitopsd.errors import BackendRejected, BackendUnavailable, leaf_error
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +59,26 @@ RETRYABLE_CODES = frozenset(
         "RequestTimeoutException",
     }
 )
+
+#: (error code, message fragment) pairs that are temporary although the code is not: ECS
+#: refuses concurrent registrations of one family with a ClientException (HTTP 400).
+RETRYABLE_MESSAGES: tuple[tuple[str, str], ...] = (
+    (
+        "ClientException",
+        "Too many concurrent attempts to create a new revision of the specified family",
+    ),
+)
+
+_CREDENTIALS_HINT = "check the AWS credentials and IAM permissions gitopsd runs with"
+
+#: Error code -> what to check, appended to the message of a permanent failure.
+HINTS: dict[str, str] = {
+    "AccessDeniedException": _CREDENTIALS_HINT,
+    "UnrecognizedClientException": _CREDENTIALS_HINT,
+    "ClusterNotFoundException": (
+        "check apps[].cluster and the region: the cluster must exist in that account and region"
+    ),
+}
 
 #: Operations that change state; counted separately so "zero writes" can be checked.
 READ_PREFIXES = ("Describe", "List", "Get")
@@ -81,10 +102,10 @@ def classify(op: str, exc: BaseException) -> BackendUnavailable | BackendRejecte
         message = str(err.get("Message", "")) or str(exc)
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         text = f"ECS {op} failed: {code}: {message}"
-        if code in RETRYABLE_CODES or status >= 500:
+        if code in RETRYABLE_CODES or status >= 500 or _retryable_message(code, message):
             return BackendUnavailable(text)
-        if code in ("AccessDeniedException", "UnrecognizedClientException"):
-            text += " (check the AWS credentials and IAM permissions gitopsd runs with)"
+        if code in HINTS:
+            text += f" ({HINTS[code]})"
         return BackendRejected(text)
     if isinstance(exc, NoRegionError):
         return BackendRejected(
@@ -101,9 +122,16 @@ def classify(op: str, exc: BaseException) -> BackendUnavailable | BackendRejecte
         EndpointConnectionError | ConnectionClosedError | ReadTimeoutError | TimeoutError | OSError,
     ):
         return BackendUnavailable(f"ECS {op} failed: cannot reach the endpoint: {exc}")
+    if isinstance(exc, HTTPClientError):  # includes ResponseStreamingError: transport failures
+        return BackendUnavailable(f"ECS {op} failed: {exc}")
     if isinstance(exc, BotoCoreError):
         return BackendRejected(f"ECS {op} failed: {exc}")
     return BackendRejected(f"ECS {op} failed: {type(exc).__name__}: {exc}")
+
+
+def _retryable_message(code: str, message: str) -> bool:
+    lowered = message.lower()
+    return any(code == c and fragment.lower() in lowered for c, fragment in RETRYABLE_MESSAGES)
 
 
 class EcsClient:
@@ -210,9 +238,16 @@ class EcsClient:
                 if svc.get("status") != "INACTIVE":
                     found[svc["serviceName"]] = svc
 
-        async with anyio.create_task_group() as tg:
-            for i in range(0, len(names), DESCRIBE_SERVICES_BATCH):
-                tg.start_soon(batch, names[i : i + DESCRIBE_SERVICES_BATCH])
+        chunks = [
+            names[i : i + DESCRIBE_SERVICES_BATCH]
+            for i in range(0, len(names), DESCRIBE_SERVICES_BATCH)
+        ]
+        try:
+            async with anyio.create_task_group() as tg:
+                for chunk in chunks:
+                    tg.start_soon(batch, chunk)
+        except BaseExceptionGroup as group:
+            raise leaf_error(group) from group
         return found
 
     async def task_definition(self, arn: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ compared by index. Task cpu/memory are strings of units/MiB.
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 from collections.abc import Collection, Mapping
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from gitopsd.backends.ecs.ownership import is_managed_tag
+from gitopsd.backends.ecs.ownership import is_reserved_tag
 from gitopsd.backends.ecs.service_model import ecs_model, input_members, input_shape
 from gitopsd.model import MISSING
 from gitopsd.plan.normalise import (
@@ -224,6 +225,12 @@ SERVICE_DEFAULTS: tuple[Rule, ...] = (
     Default("/deploymentConfiguration/alarms/rollback", False),
     Default("/deploymentConfiguration/strategy", "ROLLING"),
     Default("/deploymentConfiguration/bakeTimeInMinutes", 0),
+    # Shape: ECS reports Service Connect turned off as {"enabled": false} (gitopsd turns it off
+    # by sending that): with nothing else set, it is the same as never configured.
+    Drop(
+        "/serviceConnectConfiguration",
+        when=Equals("/serviceConnectConfiguration", {"enabled": False}),
+    ),
     # AWS defaults: no tag propagation, no managed tags, no ECS Exec, no grace period.
     Default("/propagateTags", "NONE"),
     Default("/enableECSManagedTags", False),
@@ -272,6 +279,117 @@ UNOWNED_WHEN_UNSET: tuple[tuple[str, ...], ...] = (
     # The cluster's default capacity provider strategy decides where the service runs.
     ("launchType", "capacityProviderStrategy"),
 )
+
+
+# --- resetting a service field the manifest no longer sets ---------------------------------
+#
+# UpdateService leaves a member it is not sent as it is, so a field the manifest drops
+# would keep its old live value (and show as drift forever). The applier sends instead the
+# value that means "as if never set", in UpdateService's input form. For each such value,
+# normalise_service gives the same as for the field left out (tests/plan check both this
+# and that botocore accepts every value).
+
+#: deploymentConfiguration's percentages as if never set, by schedulingStrategy (AWS defaults).
+_DEPLOYMENT_PERCENTS: dict[str, dict[str, int]] = {
+    "REPLICA": {"maximumPercent": 200, "minimumHealthyPercent": 100},
+    "DAEMON": {"maximumPercent": 100, "minimumHealthyPercent": 0},
+}
+
+#: The rest of deploymentConfiguration as if never set. Only the ECS deployment controller
+#: supports these; UpdateService keeps alarms unless they are sent explicitly.
+_ECS_CONTROLLER_DEPLOYMENT: dict[str, Any] = {
+    "deploymentCircuitBreaker": {"enable": False, "rollback": False},
+    "alarms": {"alarmNames": [], "enable": False, "rollback": False},
+    "strategy": "ROLLING",
+}
+
+#: Top-level UpdateService members other than lists and their "never set" values.
+_RESET_SCALARS: dict[str, Any] = {
+    "enableExecuteCommand": False,
+    "enableECSManagedTags": False,
+    "healthCheckGracePeriodSeconds": 0,
+    "propagateTags": "NONE",
+    # Fargate only (service_reset_value gives none for a service known not to run there).
+    "platformVersion": "LATEST",
+    # How Service Connect is turned off; ECS then reports {"enabled": false} (normalised away).
+    "serviceConnectConfiguration": {"enabled": False},
+    # REPLICA with the ECS controller; service_reset_value picks by the service.
+    "deploymentConfiguration": {**_DEPLOYMENT_PERCENTS["REPLICA"], **_ECS_CONTROLLER_DEPLOYMENT},
+}
+
+#: UpdateService members with no "never set" value to send: not settings (where the service
+#: lives, the deployment trigger), always set by gitopsd (taskDefinition), left to another
+#: owner when the manifest is silent (UNOWNED_WHEN_UNSET), or without a way back to unset in
+#: ECS (networkConfiguration, deploymentController, monitoring): the manifest must keep them.
+SERVICE_NO_RESET = frozenset(
+    {
+        "cluster",
+        "service",
+        "forceNewDeployment",
+        "taskDefinition",
+        "desiredCount",
+        "availabilityZoneRebalancing",
+        "networkConfiguration",
+        "deploymentController",
+        "monitoring",
+    }
+)
+
+
+def _reset_values() -> dict[str, Any]:
+    """Every list member of UpdateService (from botocore's model) resets to [], plus scalars."""
+    members = input_shape("UpdateService").members
+    lists: dict[str, Any] = {
+        name: []
+        for name, shape in members.items()
+        if shape.type_name == "list" and name not in SERVICE_NO_RESET
+    }
+    return {**lists, **_RESET_SCALARS}
+
+
+#: Top-level UpdateService member -> the value (input form) that means "as if never set",
+#: for a REPLICA service with the ECS deployment controller. Prefer
+#: :func:`service_reset_value`, which adapts it to the service. Members without an entry
+#: are in :data:`SERVICE_NO_RESET`. Do not mutate.
+SERVICE_RESET_VALUES: dict[str, Any] = _reset_values()
+
+
+def service_reset_value(field: str, desired: Mapping[str, Any]) -> Any:
+    """What to send in UpdateService for ``field`` when the manifest ``desired`` drops it.
+
+    A fresh copy of :data:`SERVICE_RESET_VALUES`' entry, adapted to the service:
+    deploymentConfiguration follows its schedulingStrategy (DAEMON: 100/0) and, for
+    a CODE_DEPLOY or EXTERNAL controller, holds only the percentages. ``MISSING``
+    when the field has none (:data:`SERVICE_NO_RESET`, unknown fields) or does not
+    apply (platformVersion of a service the manifest puts on EC2 or EXTERNAL).
+    ``desired`` is the manifest's spec (input form; the normalised form works too).
+    """
+    if field not in SERVICE_RESET_VALUES:
+        return MISSING
+    if field == "platformVersion" and _on_fargate(desired) is False:
+        return MISSING
+    if field == "deploymentConfiguration":
+        daemon = desired.get("schedulingStrategy") == "DAEMON"
+        value = dict(_DEPLOYMENT_PERCENTS["DAEMON" if daemon else "REPLICA"])
+        controller = desired.get("deploymentController")
+        kind = controller.get("type") if isinstance(controller, Mapping) else None
+        if kind in (None, "ECS"):
+            value.update(copy.deepcopy(_ECS_CONTROLLER_DEPLOYMENT))
+        return value
+    return copy.deepcopy(SERVICE_RESET_VALUES[field])
+
+
+def _on_fargate(spec: Mapping[str, Any]) -> bool | None:
+    """Whether the manifest puts the service on Fargate; None when the cluster decides."""
+    launch_type = spec.get("launchType")
+    if isinstance(launch_type, str) and launch_type:
+        return launch_type == "FARGATE"
+    providers = spec.get("capacityProviderStrategy")
+    if isinstance(providers, list) and providers:
+        return any(
+            isinstance(p, Mapping) and p.get("capacityProvider") in _FARGATE for p in providers
+        )
+    return None
 
 
 # --- the functions plan calls -------------------------------------------------------
@@ -343,12 +461,17 @@ def _service_rules() -> tuple[Rule, ...]:
 
 @dataclass(frozen=True)
 class _UnwantedTag:
-    """Tags that never count: gitopsd's own and those another tool owns."""
+    """Tags that never count, on either side.
+
+    Under ``ownership.RESERVED_TAG_PREFIXES``: gitopsd's own (``gitopsd:``) and those
+    AWS reserves (``aws:``, e.g. ``aws:cloudformation:stack-name``), which users
+    cannot change or remove. Keys another tool owns come per app (``ignore_tag_keys``).
+    """
 
     ignored: frozenset[str]
 
     def __call__(self, key: str) -> bool:
-        return is_managed_tag(key) or key in self.ignored
+        return is_reserved_tag(key) or key in self.ignored
 
 
 def _tag_filter(ignore_tag_keys: Collection[str]) -> tuple[Rule, ...]:

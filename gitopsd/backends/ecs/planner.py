@@ -4,9 +4,14 @@ Task definitions are immutable and versioned, so "update" means "register a
 new revision". The reference a rendered task definition is compared with is
 the revision the app's service runs (or, with no service yet, the family's
 latest); a new revision is planned only when they differ after
-normalisation. A service's ``taskDefinition`` is compared as
-``family:revision`` on both sides, so a service that already runs the right
-revision is a no-op and one whose family changes shows exactly that.
+normalisation, and an existing identical revision (the family's latest) is
+reused rather than registered again. A change of tags alone retags the
+revision in place. A service's ``taskDefinition`` is compared as
+``family:revision`` on both sides.
+
+The plan also refuses, up front, what cannot be applied: services or families
+another app owns, fields ECS cannot change in place, fields that cannot be
+removed in place, and changes an external deployment controller must make.
 """
 
 from __future__ import annotations
@@ -15,16 +20,21 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
+import structlog
 
 from gitopsd.backends.ecs.client import EcsClient
 from gitopsd.backends.ecs.normalise import (
     immutable_service_fields,
     normalise_service,
     normalise_task_definition,
+    service_reset_value,
     unowned_service_pointers,
 )
+from gitopsd.backends.ecs.ownership import owner_of
 from gitopsd.config import AppConfig
+from gitopsd.errors import PlanError
 from gitopsd.model import (
+    MISSING,
     Action,
     ChangeSet,
     FieldChange,
@@ -33,10 +43,33 @@ from gitopsd.model import (
     Revision,
 )
 from gitopsd.plan.diff import diff
+from gitopsd.plan.keep import keep_ignored
 from gitopsd.pointer import split_pointer
 from gitopsd.state import JsonRecord
 
+log = structlog.get_logger(__name__)
+
 NEW_REVISION = "(new revision)"
+
+#: What UpdateService may change on a service whose deployments another controller
+#: makes (CODE_DEPLOY blue/green, EXTERNAL): per the UpdateService API reference.
+EXTERNAL_CONTROLLER_FIELDS = frozenset(
+    {
+        "desiredCount",
+        "deploymentConfiguration",
+        "healthCheckGracePeriodSeconds",
+        "placementConstraints",
+        "placementStrategy",
+        "enableECSManagedTags",
+        "propagateTags",
+        "enableExecuteCommand",
+        "tags",
+    }
+)
+
+NOTE_IMMUTABLE = "immutable: cannot change in place"
+NOTE_NOT_REMOVABLE = "cannot be removed in place: set it explicitly, or recreate the service"
+NOTE_CONTROLLER = "needs a deployment by the service's deployment controller ({})"
 
 
 def td_label(arn: str) -> str:
@@ -52,8 +85,22 @@ def primary_deployment(service: dict[str, Any]) -> dict[str, Any] | None:
     return next((d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"), None)
 
 
+def blocking(change: FieldChange) -> bool:
+    """Whether a field change is one the applier must refuse."""
+    return change.note.startswith(("immutable", "cannot be removed", "needs a deployment"))
+
+
 def _ignores(app: AppConfig, kind: str, name: str) -> list[str]:
     return [p for rule in app.ignore if rule.matches(kind, name) for p in rule.pointers]
+
+
+def _check_owner(app: AppConfig, key: str, tags: Sequence[dict[str, str]], where: str) -> None:
+    owner = owner_of(tags)
+    if owner is not None and owner != app.name:
+        raise PlanError(
+            f"{key} {where} belongs to app {owner!r} (tag gitopsd:app); two apps must not "
+            f"declare the same resource: remove it from one of them"
+        )
 
 
 async def plan_app(
@@ -67,6 +114,11 @@ async def plan_app(
     tds = [r for r in resources if r.kind == "TaskDefinition"]
     services = [r for r in resources if r.kind == "Service"]
     live_services = await client.describe_services(app.cluster, [s.name for s in services])
+    for svc in services:
+        if svc.name in live_services:
+            live = live_services[svc.name]
+            where = f"in cluster {app.cluster!r}"
+            _check_owner(app, svc.key, live.get("tags", []), where)
     _remember_steady(live_services, last_good)
 
     td_changes: dict[str, ResourceChange] = {}
@@ -98,8 +150,46 @@ def _remember_steady(live: dict[str, dict[str, Any]], record: JsonRecord | None)
             and primary.get("rolloutState") == "COMPLETED"
         ):
             steady[name] = primary["taskDefinition"]
-    if steady:
+    if not steady:
+        return
+    try:
         record.update(**steady)
+    except OSError as exc:  # a hint for rollbacks only: never fail a plan over it
+        log.warning(
+            "state.write_failed",
+            path=str(record.path),
+            error=str(exc),
+            hint="make [daemon].state_dir writable",
+        )
+
+
+async def _reference_task_definition(
+    client: EcsClient,
+    td: Resource,
+    services: Sequence[Resource],
+    live_services: dict[str, dict[str, Any]],
+) -> tuple[dict[str, Any] | None, bool]:
+    """The revision to compare with, and whether it is the one a service runs."""
+    for svc in services:
+        live = live_services.get(svc.name)
+        if (
+            svc.spec.get("taskDefinition") == td.name
+            and live is not None
+            and td_family(live.get("taskDefinition", "")) == td.name
+        ):
+            return await client.task_definition(live["taskDefinition"]), True
+    return await client.latest_task_definition(td.name), False
+
+
+def _compare_td(
+    app: AppConfig, td: Resource, live: dict[str, Any]
+) -> tuple[dict[str, Any], tuple[FieldChange, ...]]:
+    """The spec to register (ignored places kept from ``live``) and its differences."""
+    ignore = _ignores(app, td.kind, td.name)
+    live_view = normalise_task_definition(live, ignore_tag_keys=app.ignore_tag_keys)
+    spec, _ = keep_ignored(td.spec, live, live_view, ignore)
+    desired_view = normalise_task_definition(spec, ignore_tag_keys=app.ignore_tag_keys)
+    return spec, diff(desired_view, live_view, ignore)
 
 
 async def _plan_task_definition(
@@ -109,44 +199,38 @@ async def _plan_task_definition(
     services: Sequence[Resource],
     live_services: dict[str, dict[str, Any]],
 ) -> ResourceChange:
-    reference_arn = None
-    for svc in services:
-        live = live_services.get(svc.name)
-        if (
-            svc.spec.get("taskDefinition") == td.name
-            and live is not None
-            and td_family(live.get("taskDefinition", "")) == td.name
-        ):
-            reference_arn = live["taskDefinition"]
-            break
-    reference = (
-        await client.task_definition(reference_arn)
-        if reference_arn
-        else await client.latest_task_definition(td.name)
-    )
+    reference, from_service = await _reference_task_definition(client, td, services, live_services)
     if reference is None:
         return ResourceChange(
-            kind=td.kind,
-            name=td.name,
-            action=Action.CREATE,
-            changes=(),
-            origin=td.origin,
-            details={"spec": td.spec},
+            td.kind, td.name, Action.CREATE, origin=td.origin, details={"spec": td.spec}
         )
     arn = reference["taskDefinitionArn"]
-    changes = diff(
-        normalise_task_definition(td.spec, ignore_tag_keys=app.ignore_tag_keys),
-        normalise_task_definition(reference, ignore_tag_keys=app.ignore_tag_keys),
-        _ignores(app, td.kind, td.name),
-    )
-    return ResourceChange(
-        kind=td.kind,
-        name=td.name,
-        action=Action.UPDATE if changes else Action.NOOP,
-        changes=changes,
-        origin=td.origin,
-        details={"spec": td.spec, "arn": arn, "label": td_label(arn)},
-    )
+    _check_owner(app, td.key, reference.get("tags", []), f"({td_label(arn)})")
+    spec, changes = _compare_td(app, td, reference)
+    details: dict[str, Any] = {"spec": spec, "arn": arn, "label": td_label(arn)}
+    if not changes:
+        return ResourceChange(td.kind, td.name, Action.NOOP, origin=td.origin, details=details)
+    if all(split_pointer(c.path)[0] == "tags" for c in changes):
+        # Tags are not part of a revision's content: retag it, register nothing.
+        details["retag"] = True
+        details["live_tags"] = {t["key"]: t.get("value", "") for t in reference.get("tags", [])}
+        return ResourceChange(td.kind, td.name, Action.UPDATE, changes, td.origin, details)
+    if from_service:
+        # The service runs an older revision; an identical newer one may exist already
+        # (a revision registered by an earlier sync that was rolled back, for example).
+        latest = await client.latest_task_definition(td.name)
+        if latest is not None and latest["taskDefinitionArn"] != arn:
+            latest_spec, latest_changes = _compare_td(app, td, latest)
+            if not latest_changes:
+                latest_arn = latest["taskDefinitionArn"]
+                return ResourceChange(
+                    td.kind,
+                    td.name,
+                    Action.NOOP,
+                    origin=td.origin,
+                    details={"spec": latest_spec, "arn": latest_arn, "label": td_label(latest_arn)},
+                )
+    return ResourceChange(td.kind, td.name, Action.UPDATE, changes, td.origin, details)
 
 
 def _plan_service(
@@ -156,48 +240,45 @@ def _plan_service(
     td_changes: dict[str, ResourceChange],
 ) -> ResourceChange:
     family = str(svc.spec.get("taskDefinition", ""))
-    td_change = td_changes.get(family)
-    if td_change is None or td_change.action is not Action.NOOP:
-        desired_td = f"{family}:{NEW_REVISION}"
-    else:
-        desired_td = str(td_change.details["label"])
-    desired = dict(svc.spec, taskDefinition=desired_td)
+    td_change = td_changes[family]
+    new_revision = td_change.action is Action.CREATE or (
+        td_change.action is Action.UPDATE and not td_change.details.get("retag")
+    )
+    desired_td = f"{family}:{NEW_REVISION}" if new_revision else str(td_change.details["label"])
     details: dict[str, Any] = {"spec": svc.spec, "family": family}
     if live is None:
-        return ResourceChange(
-            kind=svc.kind,
-            name=svc.name,
-            action=Action.CREATE,
-            origin=svc.origin,
-            details=details,
-        )
-    live_view = dict(live, taskDefinition=td_label(live.get("taskDefinition", "")))
-    ignore = _ignores(app, svc.kind, svc.name)
-    ignore.extend(unowned_service_pointers(svc.spec))  # e.g. desiredCount left to autoscaling
-    desired_view = normalise_service(desired, ignore_tag_keys=app.ignore_tag_keys)
-    raw = diff(
-        desired_view,
-        normalise_service(live_view, ignore_tag_keys=app.ignore_tag_keys),
-        ignore,
-    )
-    immutable = immutable_service_fields()
+        return ResourceChange(svc.kind, svc.name, Action.CREATE, origin=svc.origin, details=details)
+
+    live_raw = dict(live, taskDefinition=td_label(live.get("taskDefinition", "")))
+    ignore = _ignores(app, svc.kind, svc.name) + list(unowned_service_pointers(svc.spec))
+    live_view = normalise_service(live_raw, ignore_tag_keys=app.ignore_tag_keys)
+    kept, _ = keep_ignored(dict(svc.spec, taskDefinition=desired_td), live_raw, live_view, ignore)
+    desired_view = normalise_service(kept, ignore_tag_keys=app.ignore_tag_keys)
+    controller = str((live.get("deploymentController") or {}).get("type", "ECS"))
     changes = tuple(
-        FieldChange(c.path, c.before, c.after, "immutable: cannot change in place")
-        if split_pointer(c.path)[0] in immutable
-        else c
-        for c in raw
+        _annotate(c, kept, svc.spec, controller) for c in diff(desired_view, live_view, ignore)
     )
     details.update(
+        spec=dict(kept, taskDefinition=family),
         arn=live.get("serviceArn", ""),
-        live_tags={t["key"]: t["value"] for t in live.get("tags", [])},
-        desired_view=desired_view,
-        running=live.get("taskDefinition", ""),
+        live_tags={t["key"]: t.get("value", "") for t in live.get("tags", [])},
+        controller=controller,
     )
-    return ResourceChange(
-        kind=svc.kind,
-        name=svc.name,
-        action=Action.UPDATE if changes else Action.NOOP,
-        changes=changes,
-        origin=svc.origin,
-        details=details,
-    )
+    action = Action.UPDATE if changes else Action.NOOP
+    return ResourceChange(svc.kind, svc.name, action, changes, svc.origin, details)
+
+
+def _annotate(
+    change: FieldChange, kept: dict[str, Any], spec: dict[str, Any], controller: str
+) -> FieldChange:
+    top = split_pointer(change.path)[0]
+    note = ""
+    if top in immutable_service_fields():
+        note = NOTE_IMMUTABLE
+    elif controller != "ECS" and top not in EXTERNAL_CONTROLLER_FIELDS:
+        note = NOTE_CONTROLLER.format(controller)
+    elif top != "tags" and top not in kept and service_reset_value(top, spec) is MISSING:
+        note = NOTE_NOT_REMOVABLE
+    if not note:
+        return change
+    return FieldChange(change.path, change.before, change.after, note)

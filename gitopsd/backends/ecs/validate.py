@@ -7,7 +7,8 @@ walks each document against the input shape of its kind's write call
 wrong types, enum values, required members, tagged unions and the model's
 min/max bounds. On top come the rules gitopsd adds to the API: names are
 required and well-formed and unique per app, a service runs in the app's
-cluster, and it points at a task-definition family declared in the same app.
+cluster, it points at a task-definition family declared in the same app, and
+no tag key uses a reserved prefix (``gitopsd:``, ``aws:``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from gitopsd.backends.ecs.ownership import RESERVED_TAG_PREFIXES, is_reserved_tag
 from gitopsd.backends.ecs.service_model import KIND_NAME_FIELDS, KIND_OPERATIONS, input_shape
 from gitopsd.errors import Problem
 from gitopsd.manifests.loader import LocatedDoc, json_type
@@ -77,6 +79,7 @@ def validate_document(doc: LocatedDoc) -> list[Problem]:
         problems.extend(_service_rules(doc))
     else:
         problems.extend(_container_rules(doc))
+    problems.extend(_reserved_tags(doc))
     return problems
 
 
@@ -237,6 +240,27 @@ def _container_rules(doc: LocatedDoc) -> list[Problem]:
             )
         elif isinstance(name, str):
             names[name] = i
+    return problems
+
+
+def _reserved_tags(doc: LocatedDoc) -> list[Problem]:
+    """Tag keys under a reserved prefix: gitopsd writes its own, AWS its ``aws:`` ones."""
+    tags = doc.data.get("tags")
+    if not isinstance(tags, list):
+        return []
+    prefixes = ", ".join(repr(p) for p in RESERVED_TAG_PREFIXES)
+    problems: list[Problem] = []
+    for i, tag in enumerate(tags):
+        key = tag.get("key") if isinstance(tag, dict) else None
+        if isinstance(key, str) and is_reserved_tag(key):
+            problems.append(
+                doc.problem(
+                    child_pointer(child_pointer("/tags", i), "key"),
+                    f"reserved tag key {key!r}: the prefixes {prefixes} are reserved "
+                    "(gitopsd writes its own ownership tags; AWS sets the aws: ones); "
+                    "rename the tag",
+                )
+            )
     return problems
 
 
