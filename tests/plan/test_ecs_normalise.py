@@ -423,7 +423,11 @@ def test_unowned_pointers() -> None:
         "/availabilityZoneRebalancing",
         "/launchType",
         "/capacityProviderStrategy",
+        "/platformVersion",  # the cluster's default strategy may be Fargate
     )
+    pinned = {**bare, "platformVersion": "1.4.0"}
+    assert "/platformVersion" not in unowned_service_pointers(pinned)
+    assert "/launchType" in unowned_service_pointers(pinned)
     cps = {"capacityProviderStrategy": [{"capacityProvider": "FARGATE"}], "desiredCount": 0}
     assert unowned_service_pointers(cps) == ("/availabilityZoneRebalancing",)
 

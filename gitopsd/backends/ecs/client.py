@@ -38,6 +38,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from gitopsd.backends.ecs.pacing import Pacer
 from gitopsd.config import AwsConfig
 from gitopsd.errors import BackendRejected, BackendUnavailable, leaf_error
 
@@ -158,6 +159,7 @@ class EcsClient:
         self._td_cache: dict[str, dict[str, Any]] = {}
         #: Calls made by operation name (each attempt counts), for tests and metrics.
         self.calls: Counter[str] = Counter()
+        self.pacer = Pacer()
 
     async def __aenter__(self) -> Self:
         config = AioConfig(
@@ -196,6 +198,10 @@ class EcsClient:
         method: Callable[..., Awaitable[dict[str, Any]]] = getattr(self._client, _snake(op))
 
         async def attempt() -> dict[str, Any]:
+            delay = self.pacer.reserve(op)
+            if delay > 0:
+                log.info("aws.paced", op=op, wait=round(delay, 3))
+                await anyio.sleep(delay)
             self.calls[op] += 1
             try:
                 async with self._limit:

@@ -271,13 +271,16 @@ SERVICE_NOT_COMPARED = frozenset({"cluster", "clientToken"})
 _NOT_SETTINGS = frozenset({"tags", "clientToken", "cluster", "serviceName"})
 
 #: Manifest fields that, when the manifest leaves them unset, another owner decides.
-UNOWNED_WHEN_UNSET: tuple[tuple[str, ...], ...] = (
+UNOWNED_WHEN_UNSET: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    # (fields left to AWS, when all of these are unset in the manifest)
     # Application Auto Scaling (or, for DAEMON, ECS) owns the count.
-    ("desiredCount",),
+    (("desiredCount",), ("desiredCount",)),
     # CreateService defaults it to ENABLED, older services report DISABLED: AWS decides.
-    ("availabilityZoneRebalancing",),
-    # The cluster's default capacity provider strategy decides where the service runs.
-    ("launchType", "capacityProviderStrategy"),
+    (("availabilityZoneRebalancing",), ("availabilityZoneRebalancing",)),
+    # The cluster's default capacity provider strategy decides where the service runs ...
+    (("launchType", "capacityProviderStrategy"), ("launchType", "capacityProviderStrategy")),
+    # ... and, when that is Fargate, ECS reports platformVersion LATEST.
+    (("platformVersion",), ("launchType", "capacityProviderStrategy", "platformVersion")),
 )
 
 
@@ -423,14 +426,14 @@ def unowned_service_pointers(desired: Mapping[str, Any]) -> tuple[str, ...]:
     """Pointers to leave out of a service diff because the manifest leaves them to AWS.
 
     For ``diff``'s ``ignore``: ``/desiredCount`` when the manifest has no
-    desiredCount, and likewise for the other :data:`UNOWNED_WHEN_UNSET` groups
-    (a group counts as unset only when all its fields are).
+    desiredCount, and likewise for the other :data:`UNOWNED_WHEN_UNSET` entries
+    (fields are left to AWS only when every field of the entry's condition is unset).
     """
     return tuple(
         f"/{name}"
-        for group in UNOWNED_WHEN_UNSET
-        if all(_unset(desired.get(name)) for name in group)
-        for name in group
+        for fields, when_unset in UNOWNED_WHEN_UNSET
+        if all(_unset(desired.get(name)) for name in when_unset)
+        for name in fields
     )
 
 
