@@ -17,6 +17,7 @@ Everything lives in a temporary directory that is removed at the end, also on Ct
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,9 @@ from pathlib import Path
 
 from gitopsd.local_aws.testing import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, LocalAws
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+EXAMPLE_CONFIG = ROOT / "config" / "example.toml"
 FAIL_PATTERN = "*:broken*"
 
 _TTY = sys.stdout.isatty() and "NO_COLOR" not in os.environ
@@ -44,6 +47,35 @@ def say(text: str) -> None:
 
 def step(n: int, title: str) -> None:
     print("\n" + _style(f"=== {n}. {title} ", "1;35").ljust(72, "="), flush=True)
+
+
+def example_config(
+    source_url: str,
+    endpoint_url: str,
+    *,
+    state_dir: str = "state",
+    poll: str = "0.5s",
+    timeout: str = "5m",
+) -> str:
+    """``config/example.toml`` pointed at a repository and an endpoint.
+
+    The demo and the end-to-end tests run the configuration the project ships,
+    so what a user copies is what is exercised.
+    """
+    text = EXAMPLE_CONFIG.read_text()
+    for key, value in (
+        ("url", source_url),
+        ("endpoint_url", endpoint_url),
+        ("state_dir", state_dir),
+        ("rollout_poll_interval", poll),
+        ("timeout", timeout),
+    ):
+        text, count = re.subn(
+            rf'^(\s*){key} = "[^"]*"', rf'\g<1>{key} = "{value}"', text, flags=re.M
+        )
+        if not count:
+            raise ValueError(f"{EXAMPLE_CONFIG} has no {key!r} to set")
+    return text
 
 
 class Demo:
@@ -116,39 +148,7 @@ class Demo:
         self.commit("Add the web and worker apps")
         self.aws.create_cluster("demo")
         self.config.write_text(
-            textwrap.dedent(
-                f"""\
-                [aws]
-                region = "us-east-1"
-                endpoint_url = "{self.aws.endpoint_url}"
-
-                [daemon]
-                state_dir = "state"
-                rollout_poll_interval = "0.5s"
-
-                [[sources]]
-                name = "examples"
-                url = "file://{self.bare}"
-                branch = "main"
-
-                [[apps]]
-                name = "web"
-                source = "examples"
-                path = "apps/web/base"
-                overlays = ["apps/web/overlays/prod"]
-                cluster = "demo"
-                vars = {{ ENV = "production" }}
-                  [apps.sync]
-                  timeout = "2m"
-
-                [[apps]]
-                name = "worker"
-                source = "examples"
-                path = "apps/worker"
-                cluster = "demo"
-                vars = {{ WORKER_TAG = "1.36" }}
-                """
-            )
+            example_config(f"file://{self.bare}", self.aws.endpoint_url, timeout="2m")
         )
 
     def run(self) -> None:

@@ -7,7 +7,6 @@ endpoint's own call log, not through gitopsd.
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from support.gitserver import GitDaemon, GitRepo, make_repo
 
 from gitopsd.cli import main
+from gitopsd.demo import example_config
 from gitopsd.local_aws.testing import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, LocalAws
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -100,45 +100,14 @@ def served(tmp_path: Path) -> Iterator[tuple[GitRepo, GitDaemon]]:
         yield repo, daemon
 
 
-def write_config(path: Path, url: str, endpoint: str, extra: str = "") -> Path:
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            [aws]
-            region = "us-east-1"
-            endpoint_url = "{endpoint}"
-            max_attempts = 2
-
-            [daemon]
-            state_dir = "state"
-            rollout_poll_interval = "50ms"
-
-            [[sources]]
-            name = "deploy"
-            url = "{url}"
-
-            [[apps]]
-            name = "web"
-            source = "deploy"
-            path = "apps/web/base"
-            overlays = ["apps/web/overlays/prod"]
-            cluster = "{CLUSTER}"
-            vars = {{ ENV = "production" }}
-              [apps.sync]
-              timeout = "30s"
-
-            [[apps]]
-            name = "worker"
-            source = "deploy"
-            path = "apps/worker"
-            cluster = "{CLUSTER}"
-            vars = {{ WORKER_TAG = "1.36" }}
-              [apps.sync]
-              timeout = "30s"
-            """
-        )
-        + extra
+def write_config(path: Path, url: str, endpoint: str) -> Path:
+    """The shipped config/example.toml, pointed at the test's git daemon and endpoint."""
+    text = example_config(url, endpoint, poll="50ms", timeout="30s")
+    # Two attempts per call keep the throttling tests short.
+    text = text.replace(
+        f'endpoint_url = "{endpoint}"\n', f'endpoint_url = "{endpoint}"\nmax_attempts = 2\n'
     )
+    path.write_text(text)
     return path
 
 
