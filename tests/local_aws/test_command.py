@@ -58,11 +58,18 @@ def test_bad_options_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "pace" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_serves_until_signalled_then_exits_0(signum: signal.Signals) -> None:
+@pytest.mark.parametrize(
+    ("signum", "entry"),
+    [
+        (signal.SIGTERM, ["gitopsd.local_aws"]),
+        (signal.SIGINT, ["gitopsd.local_aws"]),
+        (signal.SIGTERM, ["gitopsd", "local-aws"]),  # the main CLI's subcommand
+    ],
+)
+def test_serves_until_signalled_then_exits_0(signum: signal.Signals, entry: list[str]) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "gitopsd.local_aws", "--port", "0", "--region", "eu-west-1"],
+        [sys.executable, "-m", *entry, "--port", "0", "--region", "eu-west-1"],
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
