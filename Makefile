@@ -11,7 +11,7 @@ export UV_PYTHON := $(PYTHON)
 
 help:
 	@echo "make demo   - run the end-to-end demo against a local ECS endpoint (no AWS account)"
-	@echo "make test   - ruff, mypy --strict and the whole pytest suite"
+	@echo "make test   - ruff, import contracts, mypy --strict and the whole pytest suite"
 	@echo "make lock   - refresh uv.lock after editing pyproject.toml"
 
 $(UV):
@@ -30,6 +30,7 @@ lock: $(UV)
 lint: bootstrap
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: bootstrap
 	$(VENV)/bin/mypy

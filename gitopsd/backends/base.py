@@ -1,6 +1,7 @@
 """The protocol every backend implements; the engine sees backends only through it.
 
-A backend turns rendered resources into a typed plan against live state,
+A backend describes the manifests it accepts (a :class:`Schema` the engine
+renders with), turns rendered resources into a typed plan against live state,
 applies a plan, and verifies that what it applied reached a steady state.
 Amazon ECS (``gitopsd.backends.ecs``) is one backend.
 """
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gitopsd.config import AppConfig
+from gitopsd.manifests.schema import Schema
 from gitopsd.model import ChangeSet, Resource, Revision
 
 
@@ -56,6 +58,10 @@ class RolloutStatus:
 
 class Backend(Protocol):
     """A place resources are deployed to."""
+
+    @property
+    def schema(self) -> Schema:
+        """The document kinds this backend accepts and how rendered documents are validated."""
 
     async def plan(
         self, app: AppConfig, resources: Sequence[Resource], revision: Revision | None

@@ -104,7 +104,8 @@ class Reconciler:
 
             stage = Stage.RENDER
             reader = self.sources.reader(app.source, revision.commit)
-            resources = await anyio.to_thread.run_sync(render_app, reader, app)
+            schema = self.backend.schema
+            resources = await anyio.to_thread.run_sync(render_app, reader, app, schema)
             outcome = replace(outcome, resources=tuple(resources))
             if mode is Mode.RENDER:
                 return outcome

@@ -6,9 +6,11 @@ numbers, so this module builds the data itself from the composed node tree
 (YAML) or from a small position-tracking scan (JSON) and keeps, for every value,
 the line where it starts, keyed by a JSON pointer (``/containerDefinitions/0/image``).
 
-It also makes paste-and-trim work: fields that ``aws ecs describe-*`` prints but
-the write call does not accept (``taskDefinitionArn``, ``status``, ...) are
-dropped silently; that list is derived from botocore's ECS model.
+It also makes paste-and-trim work: fields that the backend's describe output
+prints but its write call does not accept (for ECS: ``taskDefinitionArn``,
+``status``, ...) are dropped silently. Which kinds exist, which member names a
+resource and which fields are dropped come from the backend's
+:class:`~gitopsd.manifests.schema.Schema`; this module knows no backend.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ import yaml
 import yaml.constructor
 import yaml.nodes
 
-from gitopsd.backends.ecs.service_model import KIND_NAME_FIELDS, KIND_OPERATIONS, ecs_model
 from gitopsd.errors import Problem
+from gitopsd.manifests.schema import Schema
 from gitopsd.model import Origin
 from gitopsd.pointer import child_pointer, display_path, is_below, parent_pointer
 
@@ -38,21 +40,6 @@ from gitopsd.pointer import child_pointer, display_path, is_below, parent_pointe
 MANIFEST_SUFFIXES: tuple[str, ...] = (".yaml", ".yml", ".json")
 #: The same, for messages.
 MANIFEST_PATTERNS = "*.yaml, *.yml, *.json"
-
-#: Manifest ``kind`` -> the botocore output shape ``aws ecs describe-*`` prints for it.
-#: Its members that are not input members of the kind's write call are read-only
-#: and dropped from pasted output (see :func:`describe_only_fields`).
-DESCRIBE_SHAPES: dict[str, str] = {
-    "TaskDefinition": "TaskDefinition",  # describe-task-definition .taskDefinition
-    "Service": "Service",  # describe-services .services[]
-}
-
-#: A pasted describe wrapper's key -> the kind of the object(s) inside it (for a hint).
-DESCRIBE_WRAPPERS: dict[str, str] = {
-    "taskDefinition": "TaskDefinition",
-    "services": "Service",
-    "service": "Service",
-}
 
 T = TypeVar("T")
 
@@ -89,13 +76,6 @@ class LocatedDoc:
     def kind(self) -> str | None:
         kind = self.data.get("kind")
         return kind if isinstance(kind, str) else None
-
-    @property
-    def name(self) -> str | None:
-        """The resource's name within the app (family, serviceName), if set to a string."""
-        name_field = KIND_NAME_FIELDS.get(self.kind or "")
-        name = self.data.get(name_field) if name_field else None
-        return name if isinstance(name, str) else None
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -456,36 +436,16 @@ def _parse_json(file: str, text: str) -> tuple[list[LocatedDoc], list[Problem]]:
 # --- manifests --------------------------------------------------------------------------------
 
 
-def known_kinds() -> list[str]:
-    return list(KIND_OPERATIONS)
-
-
-@functools.cache
-def describe_only_fields(kind: str) -> frozenset[str]:
-    """Members ``aws ecs describe-*`` prints for ``kind`` that its write call does not take.
-
-    For TaskDefinition: taskDefinitionArn, revision, status, requiresAttributes,
-    compatibilities, registeredAt, registeredBy, deregisteredAt, ...; for Service:
-    serviceArn, clusterArn, status, runningCount, pendingCount, events,
-    deployments, taskSets, createdAt, createdBy, roleArn, ... Derived from
-    botocore, so fields AWS adds to the describe output later are covered too.
-    """
-    model = ecs_model()
-    output = model.shape_for(DESCRIBE_SHAPES[kind]).members
-    operation = model.operation_model(KIND_OPERATIONS[kind]).input_shape.members
-    return frozenset(output) - frozenset(operation)
-
-
-def check_manifest(doc: LocatedDoc) -> tuple[LocatedDoc | None, list[Problem]]:
-    """Check ``kind`` and drop read-only fields pasted from ``describe`` output."""
-    kinds = ", ".join(known_kinds())
+def check_manifest(doc: LocatedDoc, schema: Schema) -> tuple[LocatedDoc | None, list[Problem]]:
+    """Check ``kind`` against ``schema`` and drop read-only fields pasted from describe output."""
+    kinds = ", ".join(schema.kind_names)
     if "kind" not in doc.data:
-        return None, [doc.problem("", _missing_kind_message(doc.data, kinds))]
+        return None, [doc.problem("", _missing_kind_message(doc.data, kinds, schema))]
     kind = doc.data["kind"]
-    if not isinstance(kind, str) or kind not in KIND_OPERATIONS:
+    if not isinstance(kind, str) or kind not in schema.kinds:
         shown = json.dumps(kind) if not isinstance(kind, str) else repr(kind)
         return None, [doc.problem("/kind", f"unknown kind {shown} (known kinds: {kinds})")]
-    dropped = describe_only_fields(kind) & doc.data.keys()
+    dropped = schema.kinds[kind].ignored_fields & doc.data.keys()
     if not dropped:
         return doc, []
     data = {k: v for k, v in doc.data.items() if k not in dropped}
@@ -494,7 +454,7 @@ def check_manifest(doc: LocatedDoc) -> tuple[LocatedDoc | None, list[Problem]]:
     return doc.replace(data=data, origins=origins), []
 
 
-def _missing_kind_message(data: Mapping[str, Any], kinds: str) -> str:
+def _missing_kind_message(data: Mapping[str, Any], kinds: str, schema: Schema) -> str:
     if "target" in data:
         return (
             f"missing 'kind' (known kinds: {kinds}); this looks like an overlay patch: "
@@ -502,18 +462,21 @@ def _missing_kind_message(data: Mapping[str, Any], kinds: str) -> str:
         )
     if len(data) == 1:
         (key,) = data
-        if key in DESCRIBE_WRAPPERS:
-            kind = DESCRIBE_WRAPPERS[key]
+        kind = schema.wrapped_kind(key)
+        if kind is not None:
             return (
-                f"missing 'kind' (known kinds: {kinds}); this looks like `aws ecs describe-*` "
-                f"output: make the object under {key!r} the document and add 'kind: {kind}'"
+                f"missing 'kind' (known kinds: {kinds}); this looks like "
+                f"`{schema.describe_command}` output: make the object under {key!r} "
+                f"the document and add 'kind: {kind}'"
             )
     return f"missing 'kind' (known kinds: {kinds})"
 
 
-def load_manifests(files: Mapping[str, bytes]) -> tuple[list[LocatedDoc], list[Problem]]:
+def load_manifests(
+    files: Mapping[str, bytes], schema: Schema
+) -> tuple[list[LocatedDoc], list[Problem]]:
     """Every manifest among ``files`` (path -> content), in path and document order."""
-    return read_documents(files, check_manifest)
+    return read_documents(files, functools.partial(check_manifest, schema=schema))
 
 
 def read_documents(

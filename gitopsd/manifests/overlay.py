@@ -16,6 +16,7 @@ overlay file they came from, so a validation error names the file to fix.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,12 +26,8 @@ import json_merge_patch
 import jsonpatch
 
 from gitopsd.errors import Problem
-from gitopsd.manifests.loader import (
-    LocatedDoc,
-    check_manifest,
-    known_kinds,
-    read_documents,
-)
+from gitopsd.manifests.loader import LocatedDoc, check_manifest, read_documents
+from gitopsd.manifests.schema import Schema
 from gitopsd.model import Origin
 from gitopsd.pointer import child_pointer, is_below, parent_pointer, split_pointer, value_at
 
@@ -57,17 +54,19 @@ class Patch:
 OverlayItem = Patch | LocatedDoc  # a LocatedDoc is a document the overlay adds
 
 
-def parse_overlay(files: Mapping[str, bytes]) -> tuple[list[OverlayItem], list[Problem]]:
+def parse_overlay(
+    files: Mapping[str, bytes], schema: Schema
+) -> tuple[list[OverlayItem], list[Problem]]:
     """The patches and added documents among ``files`` (path -> content), in order."""
-    return read_documents(files, _parse_item)
+    return read_documents(files, functools.partial(_parse_item, schema=schema))
 
 
-def _parse_item(doc: LocatedDoc) -> tuple[OverlayItem | None, list[Problem]]:
+def _parse_item(doc: LocatedDoc, schema: Schema) -> tuple[OverlayItem | None, list[Problem]]:
     """A document with ``kind`` is added to the app; anything else must be a patch."""
-    return check_manifest(doc) if "kind" in doc.data else _parse_patch(doc)
+    return check_manifest(doc, schema) if "kind" in doc.data else _parse_patch(doc, schema)
 
 
-def _parse_patch(doc: LocatedDoc) -> tuple[Patch | None, list[Problem]]:
+def _parse_patch(doc: LocatedDoc, schema: Schema) -> tuple[Patch | None, list[Problem]]:
     problems: list[Problem] = []
     expected = "a patch has 'target' and one of 'mergePatch' or 'jsonPatch'"
     if "target" not in doc.data:
@@ -86,7 +85,7 @@ def _parse_patch(doc: LocatedDoc) -> tuple[Patch | None, list[Problem]]:
         problems.append(doc.problem("", f"missing 'mergePatch' or 'jsonPatch'; {expected}"))
     elif len(bodies) == 2:
         problems.append(doc.problem("/jsonPatch", "set 'mergePatch' or 'jsonPatch', not both"))
-    target = _parse_target(doc, problems)
+    target = _parse_target(doc, problems, schema)
     if bodies and not isinstance(doc.data[bodies[0]], dict if bodies[0] == "mergePatch" else list):
         what = "a mapping" if bodies[0] == "mergePatch" else "a list of operations"
         problems.append(doc.problem(child_pointer("", bodies[0]), f"must be {what}"))
@@ -95,7 +94,9 @@ def _parse_patch(doc: LocatedDoc) -> tuple[Patch | None, list[Problem]]:
     return Patch(target[0], target[1], doc, bodies[0]), []
 
 
-def _parse_target(doc: LocatedDoc, problems: list[Problem]) -> tuple[str, str] | None:
+def _parse_target(
+    doc: LocatedDoc, problems: list[Problem], schema: Schema
+) -> tuple[str, str] | None:
     target = doc.data.get("target")
     if target is None:
         return None
@@ -109,7 +110,7 @@ def _parse_target(doc: LocatedDoc, problems: list[Problem]) -> tuple[str, str] |
             doc.problem(child_pointer("/target", key), f"unknown field {key!r}; use kind and name")
         )
     kind, name = target.get("kind"), target.get("name")
-    kinds = known_kinds()
+    kinds = schema.kind_names
     if kind not in kinds:
         what = "missing" if kind is None else f"unknown kind {kind!r}"
         problems.append(doc.problem("/target/kind", f"{what} (known kinds: {', '.join(kinds)})"))
@@ -121,7 +122,7 @@ def _parse_target(doc: LocatedDoc, problems: list[Problem]) -> tuple[str, str] |
 
 
 def apply_overlay(
-    docs: Sequence[LocatedDoc], items: Sequence[OverlayItem]
+    docs: Sequence[LocatedDoc], items: Sequence[OverlayItem], schema: Schema
 ) -> tuple[list[LocatedDoc], list[Problem]]:
     """``docs`` with every item applied in order; a failing patch leaves its target as it was."""
     out = list(docs)
@@ -130,9 +131,12 @@ def apply_overlay(
         if isinstance(item, LocatedDoc):
             out.append(item)
             continue
-        matches = [i for i, d in enumerate(out) if d.kind == item.kind and d.name == item.name]
+        matches = [
+            i for i, d in enumerate(out) if d.kind == item.kind and schema.name_of(d) == item.name
+        ]
         if not matches:
-            declared = ", ".join(sorted({d.name or "?" for d in out if d.kind == item.kind}))
+            names = {schema.name_of(d) or "?" for d in out if d.kind == item.kind}
+            declared = ", ".join(sorted(names))
             problems.append(
                 item.doc.problem(
                     "/target",
@@ -150,7 +154,7 @@ def apply_overlay(
 
 
 def apply_patch(doc: LocatedDoc, patch: Patch) -> tuple[LocatedDoc | None, list[Problem]]:
-    """``doc`` patched, or ``None`` and the problems when the patch does not apply."""
+    """``doc`` (the patch's target) patched, or ``None`` and the problems when it does not apply."""
     if patch.field == "mergePatch":
         result, origins, problems = _merge(doc, patch)
     else:
@@ -215,7 +219,7 @@ def _json_patch(doc: LocatedDoc, patch: Patch) -> tuple[Any, Origins, list[Probl
         try:
             after = jsonpatch.JsonPatch([raw_op]).apply(data)  # copies; keeps `data` as it was
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-            message = f"{label} failed on {doc.kind} {doc.name!r}: {_reason(exc, raw_op, data)}"
+            message = f"{label} failed on {patch.kind} {patch.name!r}: {_reason(exc, raw_op, data)}"
             return None, {}, [patch.doc.problem(op_pointer, message)]
         value_pointer = f"{op_pointer}/value"
         origins = _op_origins(origins, raw_op, data, after, patch.doc.origins, value_pointer)
@@ -346,14 +350,14 @@ def _drop(out: Origins, pointer: str) -> None:
 
 
 def apply_overlays(
-    docs: Sequence[LocatedDoc], overlays: Sequence[Mapping[str, bytes]]
+    docs: Sequence[LocatedDoc], overlays: Sequence[Mapping[str, bytes]], schema: Schema
 ) -> tuple[list[LocatedDoc], list[Problem]]:
     """Parse and apply each overlay directory's files (path -> content) in order."""
     out = list(docs)
     problems: list[Problem] = []
     for files in overlays:
-        items, found = parse_overlay(files)
+        items, found = parse_overlay(files, schema)
         problems.extend(found)
-        out, found = apply_overlay(out, items)
+        out, found = apply_overlay(out, items, schema)
         problems.extend(found)
     return out, problems

@@ -5,7 +5,9 @@ configuration order -> substitute ``${VAR}`` from ``app.vars`` -> validate.
 Every stage runs even when an earlier one found problems, so one
 :class:`ManifestError` lists everything wrong with the app (in file/line
 order) and a user fixes it in one go. Files come through a :data:`Reader`, so
-the same code renders a Git tree or a local checkout.
+the same code renders a Git tree or a local checkout. Which kinds exist and
+how the final documents are validated come from the backend's
+:class:`~gitopsd.manifests.schema.Schema`.
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ from typing import Any
 
 import yaml
 
-from gitopsd.backends.ecs.service_model import KIND_NAME_FIELDS
-from gitopsd.backends.ecs.validate import validate_documents
 from gitopsd.config import AppConfig
 from gitopsd.errors import ManifestError, Problem
 from gitopsd.manifests.loader import (
@@ -30,22 +30,21 @@ from gitopsd.manifests.loader import (
     sort_problems,
 )
 from gitopsd.manifests.overlay import apply_overlay, parse_overlay
+from gitopsd.manifests.schema import Schema
 from gitopsd.manifests.substitute import substitute_all
 from gitopsd.model import Origin, Resource
 
 #: ``prefix`` (repo-relative directory, ``"."`` for the root) ->
 #: {repo-relative posix path: content} of every file below it, recursively.
 Reader = Callable[[str], Mapping[str, bytes]]
-Validator = Callable[[list[LocatedDoc]], list[Problem]]
 
 
-def render_app(read: Reader, app: AppConfig, validate: Validator | None = None) -> list[Resource]:
+def render_app(read: Reader, app: AppConfig, schema: Schema) -> list[Resource]:
     """The app's final resources; raises :class:`ManifestError` with every problem found.
 
-    ``validate`` checks the final documents; by default the ECS backend's
-    validator (botocore model plus gitopsd's rules).
+    ``schema`` is the backend's: the kinds it accepts, and ``schema.validate``
+    checks the final documents.
     """
-    validate = validate or validate_documents
     problems: list[Problem] = []
     base_dir = normalize_dir(app.path)
     overlay_dirs = [normalize_dir(d) for d in app.overlays]
@@ -55,7 +54,7 @@ def render_app(read: Reader, app: AppConfig, validate: Validator | None = None) 
         problems.append(
             Problem(base_dir, None, "", f"path {base_dir!r} has no manifests ({MANIFEST_PATTERNS})")
         )
-    docs, found = load_manifests(files[base_dir])
+    docs, found = load_manifests(files[base_dir], schema)
     problems.extend(found)
 
     for overlay_dir in overlay_dirs:
@@ -71,23 +70,24 @@ def render_app(read: Reader, app: AppConfig, validate: Validator | None = None) 
                     f"overlay {overlay_dir!r} has no patches ({MANIFEST_PATTERNS})",
                 )
             )
-        items, found = parse_overlay(files[overlay_dir])
+        items, found = parse_overlay(files[overlay_dir], schema)
         problems.extend(found)
-        docs, found = apply_overlay(docs, items)
+        docs, found = apply_overlay(docs, items, schema)
         problems.extend(found)
 
     docs, found = substitute_all(docs, app.vars)
     problems.extend(found)
-    problems.extend(validate(docs))
+    problems.extend(schema.validate(docs))
     if problems:
         raise ManifestError(sort_problems(problems))
-    return [to_resource(doc) for doc in docs]
+    return [to_resource(doc, schema) for doc in docs]
 
 
-def to_resource(doc: LocatedDoc) -> Resource:
+def to_resource(doc: LocatedDoc, schema: Schema) -> Resource:
     """A validated document as a :class:`Resource` (``spec`` without ``kind``)."""
     kind = doc.kind or ""
-    name = doc.data.get(KIND_NAME_FIELDS.get(kind, ""))
+    known = schema.kinds.get(kind)
+    name = doc.data.get(known.name_field if known is not None else "")
     return Resource(kind, str(name), doc.spec, Origin(doc.file, doc.line))
 
 

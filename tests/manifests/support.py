@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from gitopsd.backends.ecs.schema import ecs_schema
 from gitopsd.config import AppConfig
 from gitopsd.errors import ManifestError
 from gitopsd.manifests.render import read_directory, render_app
+from gitopsd.manifests.schema import Schema
 from gitopsd.model import Resource
 
 TASK_DEFINITION = """\
@@ -35,10 +37,14 @@ launchType: FARGATE
 
 
 class Repo:
-    """Files below ``root``; ``render`` runs the whole pipeline through ``read_directory``."""
+    """Files below ``root``; ``render`` runs the whole pipeline through ``read_directory``.
 
-    def __init__(self, root: Path) -> None:
+    Documents are rendered with ``schema``: by default the ECS backend's, the one gitopsd ships.
+    """
+
+    def __init__(self, root: Path, schema: Schema | None = None) -> None:
         self.root = root
+        self.schema = schema or ecs_schema()
 
     def write(self, path: str, text: str) -> None:
         file = self.root / path
@@ -66,7 +72,9 @@ class Repo:
         overlays: list[str] | None = None,
         variables: dict[str, str] | None = None,
     ) -> list[Resource]:
-        return render_app(read_directory(self.root), self.app(path, overlays, variables))
+        return render_app(
+            read_directory(self.root), self.app(path, overlays, variables), self.schema
+        )
 
     def problems(
         self,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from gitopsd.manifests.loader import describe_only_fields, load_manifests, parse_file
+from gitopsd.backends.ecs.schema import describe_only_fields, ecs_schema
+from gitopsd.manifests.loader import load_manifests, parse_file
 from gitopsd.model import Origin
 
 from .support import SERVICE, TASK_DEFINITION, Repo
@@ -110,7 +111,7 @@ def test_document_shape_and_kind_problems() -> None:
         "notes.txt": b"not a manifest",
         ".hidden/x.yaml": b"- not read",
     }
-    docs, problems = load_manifests(files)
+    docs, problems = load_manifests(files, ecs_schema())
     assert docs == []
     kinds = "(known kinds: TaskDefinition, Service)"
     assert [str(p) for p in problems] == [
@@ -124,7 +125,7 @@ def test_document_shape_and_kind_problems() -> None:
 
 
 def test_a_pasted_describe_wrapper_gets_a_hint() -> None:
-    _, problems = load_manifests({"a.json": b'{"taskDefinition": {"family": "web"}}'})
+    _, problems = load_manifests({"a.json": b'{"taskDefinition": {"family": "web"}}'}, ecs_schema())
     (problem,) = problems
     assert "make the object under 'taskDefinition' the document" in problem.message
     assert "add 'kind: TaskDefinition'" in problem.message

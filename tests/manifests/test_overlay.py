@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gitopsd.backends.ecs.schema import ecs_schema
 from gitopsd.manifests.loader import LocatedDoc, parse_file
 from gitopsd.manifests.overlay import Patch, apply_patch, parse_overlay
 from gitopsd.model import Origin
@@ -384,7 +385,7 @@ def test_json_patch_origins_follow_list_items(data: st.DataObject) -> None:
     overlay_text = "target: {kind: Service, name: s}\njsonPatch:\n" + "".join(
         f"  - {json.dumps(op)}\n" for op in ops
     )
-    (patch,), problems = parse_overlay({"o.yaml": overlay_text.encode()})
+    (patch,), problems = parse_overlay({"o.yaml": overlay_text.encode()}, ecs_schema())
     assert problems == []
     assert isinstance(patch, Patch)
     patched, problems = apply_patch(doc, patch)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
 
+from gitopsd.backends.ecs.schema import ecs_schema
 from gitopsd.errors import Problem
 from gitopsd.manifests.loader import LocatedDoc
 from gitopsd.manifests.render import dump_resources, read_directory, render_app
@@ -86,9 +88,9 @@ def test_render_is_deterministic(repo: Repo, tmp_path: Path) -> None:
         random.Random(len(keys)).shuffle(keys)
         return {k: files[k] for k in reversed(keys)}
 
-    first = dump_resources(render_app(read, app))
-    assert dump_resources(render_app(read, app)) == first
-    assert dump_resources(render_app(shuffled, app)) == first
+    first = dump_resources(render_app(read, app, ecs_schema()))
+    assert dump_resources(render_app(read, app, ecs_schema())) == first
+    assert dump_resources(render_app(shuffled, app, ecs_schema())) == first
     assert [line for line in first.splitlines() if line.startswith("# ")] == [
         "# app/a/svc.json:1",
         "# app/b/td.yaml:1",
@@ -100,11 +102,12 @@ def test_a_custom_validator_is_used(repo: Repo, tmp_path: Path) -> None:
     repo.write("app/x.yaml", "kind: Service\nserviceName: web\n")
     seen: list[LocatedDoc] = []
 
-    def validate(docs: list[LocatedDoc]) -> list[Problem]:
+    def validate(docs: Sequence[LocatedDoc]) -> list[Problem]:
         seen.extend(docs)
         return []
 
-    (resource,) = render_app(read_directory(tmp_path), repo.app(), validate)
+    schema = dataclasses.replace(ecs_schema(), validate=validate)
+    (resource,) = render_app(read_directory(tmp_path), repo.app(), schema)
     assert resource.name == "web"
     assert [d.data for d in seen] == [{"kind": "Service", "serviceName": "web"}]
 

@@ -17,7 +17,9 @@ from gitopsd.backends.ecs.applier import apply_changeset
 from gitopsd.backends.ecs.client import EcsClient
 from gitopsd.backends.ecs.planner import plan_app
 from gitopsd.backends.ecs.rollout import Progress, watch_rollouts
+from gitopsd.backends.ecs.schema import ecs_schema
 from gitopsd.config import AppConfig, AwsConfig
+from gitopsd.manifests.schema import Schema
 from gitopsd.model import ChangeSet, Resource, Revision
 from gitopsd.state import StateDir
 
@@ -60,6 +62,10 @@ class EcsBackend:
     @property
     def clients(self) -> dict[str, EcsClient]:
         return dict(self._clients)
+
+    @property
+    def schema(self) -> Schema:
+        return ecs_schema()
 
     async def plan(
         self, app: AppConfig, resources: Sequence[Resource], revision: Revision | None

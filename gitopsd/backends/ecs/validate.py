@@ -59,6 +59,13 @@ def validate_documents(docs: Sequence[LocatedDoc]) -> list[Problem]:
     return problems
 
 
+def resource_name(doc: LocatedDoc) -> str | None:
+    """The resource's name within the app (family, serviceName), if set to a string."""
+    name_field = KIND_NAME_FIELDS.get(doc.kind or "")
+    name = doc.data.get(name_field) if name_field else None
+    return name if isinstance(name, str) else None
+
+
 def validate_document(doc: LocatedDoc) -> list[Problem]:
     """Problems of one document on its own: its spec against the model, plus name rules."""
     kind = doc.kind
@@ -300,7 +307,9 @@ def _service_rules(doc: LocatedDoc) -> list[Problem]:
 
 
 def _service_references(docs: Sequence[LocatedDoc]) -> list[Problem]:
-    families = sorted({d.name for d in docs if d.kind == "TaskDefinition" and d.name})
+    families = sorted(
+        {name for d in docs if d.kind == "TaskDefinition" and (name := resource_name(d))}
+    )
     problems: list[Problem] = []
     for doc in docs:
         ref = doc.data.get("taskDefinition") if doc.kind == "Service" else None
@@ -323,16 +332,17 @@ def _duplicates(docs: Sequence[LocatedDoc]) -> list[Problem]:
     first: dict[tuple[str, str], LocatedDoc] = {}
     problems: list[Problem] = []
     for doc in docs:
-        if doc.kind is None or doc.name is None:
+        name = resource_name(doc)
+        if doc.kind is None or name is None:
             continue
-        key = (doc.kind, doc.name)
+        key = (doc.kind, name)
         name_pointer = child_pointer("", KIND_NAME_FIELDS[doc.kind])
         if key in first:
             seen = first[key].where(name_pointer)
             problems.append(
                 doc.problem(
                     name_pointer,
-                    f"duplicate {doc.kind} {doc.name!r}: also declared at {seen.file}:{seen.line}",
+                    f"duplicate {doc.kind} {name!r}: also declared at {seen.file}:{seen.line}",
                 )
             )
         else:
