@@ -1,12 +1,20 @@
 """Where an app's files come from during one pass: a Git source, or a local directory.
 
 Several apps usually share one repository; :class:`SourceSet` fetches each
-source at most once per pass however many apps read from it, and keeps the
-Git caches open between passes.
+source at most once per pass however many apps read from it, keeps the Git
+caches open between passes, and reads only manifest files (the render layer
+ignores the rest, and a repository may hold large binaries).
+
+:class:`DirectorySource` (``--dir``) reads a working directory by the same rules
+as the Git source reads a commit, so ``validate --dir`` sees what a sync would
+see: symlinks and submodules are reported, never followed, and paths stay
+inside the directory.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -15,43 +23,112 @@ import anyio
 
 from gitopsd.config import Config
 from gitopsd.errors import SourceRejected
+from gitopsd.manifests.loader import MANIFEST_SUFFIXES
 from gitopsd.model import Revision
+from gitopsd.source import cache
 from gitopsd.source.git import GitSource
 
 
 class Source(Protocol):
     async def fetch(self) -> Revision: ...
 
-    def read_tree(self, commit: str, prefix: str) -> dict[str, bytes]: ...
+    def read_tree(
+        self, commit: str, prefix: str, *, suffixes: tuple[str, ...] | None = None
+    ) -> dict[str, bytes]: ...
 
     def close(self) -> None: ...
 
 
 class DirectorySource:
-    """A working directory used instead of Git (``--dir``): for checks before a commit."""
+    """A working directory used instead of Git (``--dir``): for checks before a commit.
+
+    ``read_tree`` follows :func:`gitopsd.source.cache.read_tree`: a symlink, or a
+    directory holding ``.git`` (a submodule or nested repository), on or below
+    the path raises ``SourceRejected`` unless it is hidden; ``.git`` is never
+    read; ``..`` is refused.
+    """
 
     def __init__(self, name: str, root: Path) -> None:
         self.name = name
         self.root = root
+        self._what = f"source {name!r} ({root})"
 
     async def fetch(self) -> Revision:
         if not self.root.is_dir():
             raise SourceRejected(f"source {self.name!r}: {self.root} is not a directory")
         return Revision(source=self.name, ref=str(self.root), commit="worktree")
 
-    def read_tree(self, commit: str, prefix: str) -> dict[str, bytes]:
-        base = self.root if prefix in ("", ".") else self.root / prefix
-        if not base.exists():
-            raise SourceRejected(f"path {prefix!r} does not exist in {self.root}")
-        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
-        return {
-            p.relative_to(self.root).as_posix(): p.read_bytes()
-            for p in files
-            if ".git" not in p.relative_to(self.root).parts
-        }
+    def read_tree(
+        self, commit: str, prefix: str, *, suffixes: tuple[str, ...] | None = None
+    ) -> dict[str, bytes]:
+        try:
+            parts = cache.normalise_prefix(prefix)
+        except ValueError as exc:
+            raise SourceRejected(f"{self._what}: {exc}") from None
+        current = self.root
+        for i, part in enumerate(parts):
+            here = "/".join(parts[: i + 1])
+            current = current / part
+            try:
+                mode = os.lstat(current).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                mode = 0
+            if stat.S_ISLNK(mode):
+                self._not_followed([cache.Unfollowed(here, "symlink")])
+            if stat.S_ISDIR(mode) and part != ".git":
+                if os.path.lexists(current / ".git"):
+                    self._not_followed([cache.Unfollowed(here, "submodule")])
+            elif stat.S_ISREG(mode) and i == len(parts) - 1:
+                return {here: current.read_bytes()} if cache.wanted(here, suffixes) else {}
+            else:
+                shown = cache.display("/".join(parts))
+                raise SourceRejected(f"{self._what}: path {shown!r} does not exist")
+        hidden = any(p.startswith(".") for p in parts)
+        if hidden and suffixes is not None:
+            return {}
+        files: dict[str, bytes] = {}
+        unfollowed: list[cache.Unfollowed] = []
+        _collect(current, "/".join(parts), hidden, suffixes, files, unfollowed)
+        if unfollowed:
+            self._not_followed(unfollowed)
+        return files
+
+    def _not_followed(self, entries: list[cache.Unfollowed]) -> None:
+        raise SourceRejected(f"{self._what}: {cache.not_followed_text(entries)}")
 
     def close(self) -> None:
         pass
+
+
+def _collect(
+    directory: Path,
+    base: str,
+    hidden: bool,
+    suffixes: tuple[str, ...] | None,
+    out: dict[str, bytes],
+    unfollowed: list[cache.Unfollowed],
+) -> None:
+    """The files below ``directory`` as the Git source reads a tree (see ``cache._collect``)."""
+    with os.scandir(directory) as scan:
+        entries = sorted(scan, key=lambda e: e.name)
+    for entry in entries:
+        if entry.name == ".git":
+            continue
+        path = f"{base}/{entry.name}" if base else entry.name
+        is_hidden = hidden or entry.name.startswith(".")
+        if entry.is_symlink():
+            if not is_hidden and cache.may_hold_manifests(entry.name, suffixes):
+                unfollowed.append(cache.Unfollowed(path, "symlink"))
+        elif entry.is_dir(follow_symlinks=False):
+            if is_hidden and suffixes is not None:
+                continue
+            if os.path.lexists(os.path.join(entry.path, ".git")):
+                if not is_hidden:
+                    unfollowed.append(cache.Unfollowed(path, "submodule"))
+                continue
+            _collect(Path(entry.path), path, is_hidden, suffixes, out, unfollowed)
+        elif entry.is_file(follow_symlinks=False) and cache.wanted(path, suffixes):
+            out[path] = Path(entry.path).read_bytes()
 
 
 class SourceSet:
@@ -88,10 +165,11 @@ class SourceSet:
         return found
 
     def reader(self, name: str, commit: str) -> Callable[[str], Mapping[str, bytes]]:
+        """A manifest reader for the render layer: only manifest files' contents are read."""
         source = self._sources[name]
 
         def read(prefix: str) -> Mapping[str, bytes]:
-            return source.read_tree(commit, prefix)
+            return source.read_tree(commit, prefix, suffixes=MANIFEST_SUFFIXES)
 
         return read
 

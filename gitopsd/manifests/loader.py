@@ -46,6 +46,7 @@ T = TypeVar("T")
 # Guards against hostile or accidental blow-ups (alias bombs, runaway nesting).
 MAX_DEPTH = 64
 MAX_NODES = 200_000
+_TOO_DEEP = f"document is nested more than {MAX_DEPTH} levels deep"
 
 
 # --- located documents ------------------------------------------------------------------------
@@ -118,12 +119,26 @@ def manifest_files(files: Mapping[str, bytes]) -> list[str]:
     return sorted(p for p in files if is_manifest_file(p))
 
 
+def display_name(path: str) -> str:
+    """``path`` as problems show it: bytes that are not UTF-8 as ``\\xNN``, never a surrogate.
+
+    Git and the file system hand over such names with surrogate escapes
+    (``lat\\udce9n.yaml``), which cannot be printed or encoded as UTF-8.
+    """
+    try:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that is not an escaped byte
+        return path.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def parse_file(file: str, raw: bytes) -> tuple[list[LocatedDoc], list[Problem]]:
     """Every non-empty mapping document of one file, and what was wrong.
 
     A JSON file (``*.json``) holds one document; a YAML file any number. A
     document that is not a mapping is a problem; ``kind`` is not checked here.
+    Documents and problems name the file by :func:`display_name`.
     """
+    file = display_name(file)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -171,7 +186,9 @@ _TAG = "tag:yaml.org,2002:"
 _CONSTRUCTED_TAGS = {f"{_TAG}{t}" for t in ("int", "float", "bool", "null")}
 
 
-class _TooBig(Exception):
+class _Located(Exception):
+    """A problem that ends the document, with the line it was found on."""
+
     def __init__(self, line: int, message: str) -> None:
         super().__init__(message)
         self.line = line
@@ -193,14 +210,14 @@ class _YamlBuilder:
         line = node.start_mark.line + 1
         self.nodes += 1
         if self.nodes > MAX_NODES:
-            raise _TooBig(line, f"document has more than {MAX_NODES} values (alias expansion?)")
+            raise _Located(line, f"document has more than {MAX_NODES} values (alias expansion?)")
         if depth > MAX_DEPTH:
-            raise _TooBig(line, f"document is nested more than {MAX_DEPTH} levels deep")
+            raise _Located(line, _TOO_DEEP)
         self.lines[pointer] = line
         if isinstance(node, yaml.nodes.ScalarNode):
             return self._scalar(node, pointer)
         if id(node) in self.active:
-            raise _TooBig(line, "recursive YAML alias")
+            raise _Located(line, "recursive YAML alias")
         self.active.add(id(node))
         try:
             if isinstance(node, yaml.nodes.SequenceNode):
@@ -289,7 +306,7 @@ def _parse_yaml(file: str, text: str) -> tuple[list[LocatedDoc], list[Problem]]:
             builder = _YamlBuilder(file)
             try:
                 data = builder.build(node, "")
-            except _TooBig as exc:
+            except _Located as exc:
                 problems.append(Problem(file, exc.line, "", exc.message))
                 continue
             except yaml.MarkedYAMLError as exc:  # a bad merge key
@@ -304,9 +321,29 @@ def _parse_yaml(file: str, text: str) -> tuple[list[LocatedDoc], list[Problem]]:
         problems.append(_yaml_problem(file, exc))
     except yaml.YAMLError as exc:
         problems.append(Problem(file, None, "", f"invalid YAML: {exc}"))
-    except RecursionError:
-        problems.append(Problem(file, None, "", "invalid YAML: nested too deeply"))
+    except RecursionError:  # PyYAML composes recursively: find where it got too deep
+        problems.append(Problem(file, _yaml_too_deep_line(text), "", _TOO_DEEP))
     return docs, problems
+
+
+def _yaml_too_deep_line(text: str) -> int | None:
+    """The line where the YAML ``text`` first nests deeper than ``MAX_DEPTH`` (event scan).
+
+    PyYAML's parser is not recursive, so it gets there when its composer did not.
+    """
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH + 1:
+                    mark = event.start_mark
+                    return mark.line + 1 if mark is not None else None
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        pass
+    return None
 
 
 def _yaml_problem(file: str, exc: yaml.MarkedYAMLError) -> Problem:
@@ -323,10 +360,6 @@ def _yaml_problem(file: str, exc: yaml.MarkedYAMLError) -> Problem:
 
 # The stdlib's JSON string scanner (C-accelerated); typeshed does not declare it.
 _scanstring: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 class _JsonBuilder:
@@ -351,9 +384,7 @@ class _JsonBuilder:
     def value(self, pos: int, pointer: str, depth: int = 0) -> tuple[Any, int]:
         pos = self.skip(pos)
         if depth > MAX_DEPTH:
-            raise _TooBig(
-                self.line_at(pos), f"document is nested more than {MAX_DEPTH} levels deep"
-            )
+            raise _Located(self.line_at(pos), _TOO_DEEP)
         self.lines[pointer] = self.line_at(pos)
         char = self.text[pos]
         if char == "{":
@@ -375,6 +406,9 @@ class _JsonBuilder:
         for literal, result in (("true", True), ("false", False), ("null", None)):
             if self.text.startswith(literal, pos):
                 return result, pos + len(literal)
+        for constant in ("NaN", "Infinity", "-Infinity"):  # json.loads accepts these
+            if self.text.startswith(constant, pos):
+                raise _Located(self.line_at(pos), f"invalid JSON: {constant} is not valid JSON")
         m = json.scanner.NUMBER_RE.match(self.text, pos)
         assert m is not None, "json.loads accepted the text"
         integer, frac, exp = m.groups()
@@ -416,21 +450,36 @@ def _parse_json(file: str, text: str) -> tuple[list[LocatedDoc], list[Problem]]:
     if not text.strip():
         return [], []
     try:
-        json.loads(text, parse_constant=_reject_constant)
+        json.loads(text)  # NaN and Infinity pass here; the builder reports them with a line
     except json.JSONDecodeError as exc:
         return [], [Problem(file, exc.lineno, "", f"invalid JSON: {exc.msg}")]
-    except ValueError as exc:  # NaN, Infinity
-        return [], [Problem(file, None, "", f"invalid JSON: {exc}")]
     except RecursionError:
-        return [], [Problem(file, None, "", "invalid JSON: nested too deeply")]
+        return [], [Problem(file, _json_too_deep_line(text), "", _TOO_DEEP)]
     builder = _JsonBuilder(file, text)
     try:
         data, _ = builder.value(0, "")
-    except _TooBig as exc:
+    except _Located as exc:
         return [], [Problem(file, exc.line, "", exc.message)]
     line = builder.lines[""]
     doc, problems = _mapping_doc(file, line, data, builder.lines)
     return ([doc] if doc else []), builder.problems + problems
+
+
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _json_too_deep_line(text: str) -> int | None:
+    """The line where the JSON ``text`` first nests deeper than ``MAX_DEPTH`` (strings skipped)."""
+    depth = 0
+    for m in _JSON_TOKENS.finditer(text):
+        token = m.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_DEPTH + 1:
+                return text.count("\n", 0, m.start()) + 1
+        elif token in "]}":
+            depth -= 1
+    return None
 
 
 # --- manifests --------------------------------------------------------------------------------

@@ -15,17 +15,26 @@ be on one of them. Remotes: local paths and ``file://``, ``git://``,
 ``x-access-token``, which GitHub, GitLab, Bitbucket and Gitea accept), and
 ``ssh://`` or scp-like ``user@host:path`` with a key file and known_hosts.
 
-The blocking dulwich work runs in a worker thread under ``config.timeout``.
-Failures are :class:`~gitopsd.errors.SourceUnavailable` when a retry may help
-and :class:`~gitopsd.errors.SourceRejected` when a human must act; messages
-name the source and its URL with secrets redacted.
+The blocking dulwich work runs in a worker thread under ``config.timeout``,
+holding the cache's cross-process lock (a daemon and a CLI run may share a
+state directory). A cache that turns out damaged is moved aside and cloned
+again; repacking runs after the timed part, still under the lock. Failures are
+:class:`~gitopsd.errors.SourceUnavailable` when a retry may help and
+:class:`~gitopsd.errors.SourceRejected` when a human must act; messages name
+the source and its URL with secrets redacted.
+
+Reading never follows a symlink or a submodule (see :func:`cache.read_tree`),
+and the results of the last commit's reads are kept, so the several apps of
+one repository do not read the same files again.
 """
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -35,12 +44,13 @@ import anyio.to_thread
 import structlog
 from dulwich.client import HTTPProxyUnauthorized, HTTPUnauthorized
 from dulwich.errors import GitProtocolError, NotGitRepository
+from dulwich.file import FileLocked
 from dulwich.objects import ObjectID
 from dulwich.refs import Ref
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from gitopsd.config import SourceConfig
-from gitopsd.errors import SourceRejected, SourceUnavailable
+from gitopsd.errors import SourceError, SourceRejected, SourceUnavailable
 from gitopsd.model import Revision
 from gitopsd.source import cache
 from gitopsd.source.auth import (
@@ -51,7 +61,7 @@ from gitopsd.source.auth import (
     strip_userinfo,
     transport_of,
 )
-from gitopsd.source.remote import Remote, classify, close_remote, open_remote
+from gitopsd.source.remote import Remote, classify, close_remote, not_smart_http, open_remote
 
 log = structlog.get_logger(__name__)
 
@@ -64,9 +74,18 @@ _NETWORK_ERRORS = (
     Urllib3HTTPError,
 )
 _LISTED = 10  # how many branch or tag names an error message lists
+_TREE_CACHE_BYTES = 32 * 1024 * 1024
+"""At most this much file content is kept from the last commit's reads."""
 
 _Selector = Callable[[Mapping[Ref, ObjectID]], Mapping[Ref, ObjectID]]
 """Picks the refs to fetch from the advertisement the fetch received."""
+
+_TreeKey = tuple[ObjectID, tuple[str, ...], tuple[str, ...] | None]
+"""(commit, prefix parts, suffix filter) of one ``read_tree``."""
+
+
+class _OtherOwner(Exception):
+    """``git upload-pack`` refused a local repository that another user owns."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +94,8 @@ class FetchStats:
 
     ``fetched`` is False when the cache already had the commit (no objects
     were requested); ``objects`` counts the objects in the packs the fetch
-    wrote (including bases added to complete a thin pack).
+    wrote (including bases added to complete a thin pack). ``duration`` is the
+    timed part, without repacking.
     """
 
     revision: Revision
@@ -87,7 +107,8 @@ class FetchStats:
 class GitSource:
     """One configured Git source, with its cache under ``cache_root``.
 
-    Safe to use from one event loop: concurrent ``fetch`` calls are serialised.
+    Safe to use from one event loop: concurrent ``fetch`` calls are serialised,
+    and so are fetches of other instances and processes on the same cache.
     ``read_tree`` may be called from any thread.
     """
 
@@ -97,15 +118,21 @@ class GitSource:
         cache_root: Path,
         *,
         repack_after: int = cache.REPACK_AFTER_PACKS,
+        git: str | None = "",
     ) -> None:
         self.config = config
         self.path = cache.cache_dir(cache_root, config.name, _cache_key(config.url))
         self.last_fetch: FetchStats | None = None
         self._repack_after = repack_after
+        self._git = git  # see open_remote
         self._what = f"source {config.name!r} ({redact_url(config.url)})"
         self._fetch_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._reader: cache.CacheRepo | None = None
+        self._damaged: str | None = None  # why a read found the cache damaged
+        self._trees: dict[_TreeKey, dict[str, bytes]] = {}
+        self._trees_commit: ObjectID | None = None
+        self._trees_bytes = 0
 
     # -- fetch -------------------------------------------------------------
 
@@ -115,7 +142,7 @@ class GitSource:
         deadline = time.monotonic() + timeout
         try:
             with anyio.fail_after(timeout):
-                stats = await anyio.to_thread.run_sync(
+                stats, repack_due = await anyio.to_thread.run_sync(
                     self._fetch_sync, deadline, abandon_on_cancel=True
                 )
         except TimeoutError:
@@ -135,67 +162,174 @@ class GitSource:
             objects=stats.objects,
             duration=round(stats.duration, 4),
         )
+        if repack_due:  # not timed: a slow repack is not a slow remote
+            await anyio.to_thread.run_sync(self._housekeeping, abandon_on_cancel=True)
         return rev
 
-    def _fetch_sync(self, deadline: float) -> FetchStats:
-        started = time.monotonic()
-        if not self._fetch_lock.acquire(timeout=max(0.0, deadline - started)):
+    @contextmanager
+    def _locked(self, deadline: float | None) -> Iterator[bool]:
+        """Hold this instance's fetch lock and the cache's cross-process lock.
+
+        Wait until ``deadline`` and raise ``SourceUnavailable`` if still busy;
+        with no deadline, try once and yield False if busy.
+        """
+        if deadline is None:
+            acquired = self._fetch_lock.acquire(blocking=False)
+        else:
+            acquired = self._fetch_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        if not acquired:
+            if deadline is None:
+                yield False
+                return
             raise SourceUnavailable(f"{self._what}: the previous fetch is still running")
         try:
+            lock = cache.CacheLock(self.path)
             try:
-                transport = transport_of(self.config.url)
-            except ValueError as exc:
-                raise SourceRejected(
-                    f"{self._what}: {exc}; sources[{self.config.name}].url must be a path, "
-                    "file://, git://, http(s)://, ssh:// or user@host:path URL"
-                ) from None
-            creds = resolve_credentials(self.config, transport)
-            try:
-                repo = cache.open_cache(self.path)
+                held = lock.acquire(deadline)
             except OSError as exc:
                 raise SourceUnavailable(
-                    f"{self._what}: cannot open the cache at {self.path}: "
+                    f"{self._what}: cannot lock the cache ({lock.path}): "
                     f"{exc.strerror or exc}; check that the state directory is writable"
                 ) from None
-            with repo:
-                commit, fetched, objects = self._sync(repo, transport, creds)
-                if fetched:
-                    self._housekeeping(repo)
+            if not held and deadline is not None:
+                raise SourceUnavailable(
+                    f"{self._what}: another gitopsd process is still fetching into "
+                    f"{self.path}; the fetch will be retried"
+                )
+            with lock:
+                yield held
         finally:
             self._fetch_lock.release()
-        revision = Revision(self.config.name, self.config.ref, commit.decode("ascii"))
-        return FetchStats(revision, fetched, objects, time.monotonic() - started)
 
-    def _housekeeping(self, repo: cache.CacheRepo) -> None:
+    def _fetch_sync(self, deadline: float) -> tuple[FetchStats, bool]:
+        started = time.monotonic()
+        try:
+            transport = transport_of(self.config.url)
+        except ValueError as exc:
+            raise SourceRejected(
+                f"{self._what}: {exc}; sources[{self.config.name}].url must be a path, "
+                "file://, git://, http(s)://, ssh:// or user@host:path URL"
+            ) from None
+        creds = resolve_credentials(self.config, transport)
+        with self._locked(deadline):
+            commit, fetched, objects = self._sync_cache(transport, creds)
+            try:
+                repack_due = len(cache.pack_names(self.path)) > self._repack_after
+            except OSError:
+                repack_due = False  # housekeeping only; the next fetch looks again
+        revision = Revision(self.config.name, self.config.ref, commit.decode("ascii"))
+        return FetchStats(revision, fetched, objects, time.monotonic() - started), repack_due
+
+    def _sync_cache(self, transport: Transport, creds: Credentials) -> tuple[ObjectID, bool, int]:
+        """Bring the cache up to date, rebuilding it once if it turns out damaged."""
+        try:
+            removed = cache.remove_stale_files(self.path, self.config.timeout)
+        except OSError:
+            removed = []  # opening the cache reports what is wrong
+        if removed:
+            log.warning("source.cache_stale_files_removed", source=self.config.name, files=removed)
+        if self._damaged is not None:
+            self._rebuild(self._damaged)
+        for attempt in (1, 2):
+            try:
+                try:
+                    repo = cache.open_cache(self.path)
+                except OSError as exc:  # EMFILE, EACCES, ...: the files may be fine, keep them
+                    raise SourceUnavailable(
+                        f"{self._what}: cannot open the cache at {self.path}: "
+                        f"{exc.strerror or exc}; {_os_hint(exc)}"
+                    ) from None
+                with repo:
+                    return self._sync(repo, transport, creds)
+            except cache.CacheDamaged as exc:
+                if attempt == 2:
+                    raise SourceUnavailable(
+                        f"{self._what}: the cache at {self.path} is damaged ({exc}) even "
+                        "after it was rebuilt; the fetch will be retried"
+                    ) from None
+                self._rebuild(str(exc))
+        raise AssertionError("unreachable")
+
+    def _rebuild(self, reason: str) -> None:
+        """Move the damaged cache aside and start an empty one (caller holds the locks)."""
+        try:
+            aside = cache.rebuild(self.path)
+        except OSError as exc:
+            raise SourceUnavailable(
+                f"{self._what}: the cache at {self.path} is damaged ({reason}) and cannot "
+                f"be replaced: {exc.strerror or exc}; check the state directory"
+            ) from None
+        log.warning(
+            "source.cache_rebuilt",
+            source=self.config.name,
+            path=str(self.path),
+            reason=reason,
+            moved_to=str(aside) if aside else None,
+        )
+        self._damaged = None
+        with self._read_lock:  # reads reopen the new cache
+            self._close_reader()
+
+    def _housekeeping(self) -> None:
         """Repack once fetches have piled up packs; a failure here must not fail the fetch."""
         try:
-            if cache.maybe_repack(repo, self._repack_after):
-                log.info("source.repack", source=self.config.name, path=str(self.path))
+            with self._locked(None) as held:
+                if not held:
+                    return  # another fetch holds the cache: a later fetch repacks
+                with cache.open_cache(self.path, create=False) as repo:
+                    if cache.maybe_repack(repo, self._repack_after):
+                        log.info("source.repack", source=self.config.name, path=str(self.path))
         except Exception as exc:  # housekeeping only: the fetched data is already safe
             log.warning("source.repack_failed", source=self.config.name, error=str(exc))
 
     def _sync(
         self, repo: cache.CacheRepo, transport: Transport, creds: Credentials
     ) -> tuple[ObjectID, bool, int]:
-        """Bring the cache up to date for the configured ref; return (commit, fetched, objects)."""
+        """Bring the cache up to date for the configured ref; return (commit, fetched, objects).
+
+        Dulwich's corruption errors from the cache become ``CacheDamaged``; the
+        network calls classify their own failures.
+        """
         cfg = self.config
-        if cfg.commit:
-            known = self._find_commit(repo, cfg.commit)
-            if known is not None:  # commits never move: no need to ask the remote
-                return known, False, 0
+        with cache.damage_is_rebuild():
+            # Read every ref and its commit before any network traffic, so a damaged
+            # cache shows here rather than as an odd failure in the middle of a fetch.
+            repo.haves = cache.local_commits(repo)
+            if cfg.commit:
+                known = self._find_commit(repo, cfg.commit)
+                if known is not None:  # commits never move: no need to ask the remote
+                    return known, False, 0
+            remote, refs = self._connect(transport, creds)
+            try:
+                if cfg.commit:
+                    return self._sync_commit(repo, remote, creds, refs, cfg.commit)
+                return self._sync_ref(repo, remote, creds, refs, Ref(cfg.ref.encode("utf-8")))
+            finally:
+                close_remote(remote)
+
+    def _connect(
+        self, transport: Transport, creds: Credentials
+    ) -> tuple[Remote, dict[Ref, ObjectID]]:
+        """Open the remote and list its refs (the caller closes the remote)."""
+        cfg = self.config
         try:
-            remote = open_remote(cfg.url, transport, creds, cfg.timeout)
+            remote = open_remote(cfg.url, transport, creds, cfg.timeout, git=self._git)
         except ValueError as exc:
             raise SourceRejected(
                 f"{self._what}: cannot parse the URL: {exc}; check sources[{cfg.name}].url"
             ) from None
         try:
-            refs = self._list_refs(remote, creds)
-            if cfg.commit:
-                return self._sync_commit(repo, remote, creds, refs, cfg.commit)
-            return self._sync_ref(repo, remote, creds, refs, Ref(cfg.ref.encode("utf-8")))
-        finally:
+            return remote, self._list_refs(remote, creds)
+        except _OtherOwner:
+            # git refuses to serve a repository another user owns (safe.directory);
+            # dulwich's in-process client runs nothing from it, as before git was used.
             close_remote(remote)
+            log.info("source.local_in_process", source=cfg.name, reason="owned by another user")
+            self._git = None
+            return self._connect(transport, creds)
+        except BaseException:
+            close_remote(remote)
+            raise
 
     def _sync_ref(
         self,
@@ -230,7 +364,7 @@ class GitSource:
                 f"{self._what}: {ref.decode()} does not point at a commit; "
                 f"check sources[{self.config.name}].tag"
             )
-        cache.set_ref(repo, ref, sha)
+        self._set_ref(repo, ref, sha)
         return commit, fetched, objects
 
     def _sync_commit(
@@ -245,7 +379,7 @@ class GitSource:
         got = self._download(repo, remote, creds, _heads)
         for name, sha in _heads(refs).items():
             if sha in repo.object_store:
-                cache.set_ref(repo, name, sha)
+                self._set_ref(repo, name, sha)
         found = self._find_commit(repo, commit)
         if found is None:
             raise SourceRejected(
@@ -254,6 +388,17 @@ class GitSource:
                 f"check sources[{self.config.name}].commit"
             )
         return found, got is not None, got or 0
+
+    def _set_ref(self, repo: cache.CacheRepo, name: Ref, sha: ObjectID) -> None:
+        try:
+            cache.set_ref(repo, name, sha)
+        except FileLocked as exc:
+            lock = exc.lockfilename
+            shown = lock.decode("utf-8", "replace") if isinstance(lock, bytes) else lock
+            raise SourceUnavailable(
+                f"{self._what}: {name.decode('utf-8', 'replace')} is locked ({shown}); "
+                f"a lock older than {self.config.timeout:g}s is removed by the next fetch"
+            ) from None
 
     def _list_refs(self, remote: Remote, creds: Credentials) -> dict[Ref, ObjectID]:
         cfg = self.config
@@ -267,8 +412,14 @@ class GitSource:
             result = remote.client.get_refs(
                 remote.path.encode("utf-8"), protocol_version=2, ref_prefix=prefixes
             )
-        except _NETWORK_ERRORS as exc:
-            self._fail(exc, creds)
+        except Exception as exc:  # only the remote is involved: every failure is its answer
+            if self._git is not None and "dubious ownership" in str(exc):
+                raise _OtherOwner from exc
+            self._fail(exc, creds, remote.transport)
+        if remote.transport is Transport.HTTP and getattr(remote.client, "dumb", False):
+            # Not application/x-git-*: dulwich fell back to "dumb" HTTP, which a sign-in
+            # page or a web UI answering 200 also looks like.
+            raise not_smart_http(self._what, f"sources[{cfg.name}].url")
         return {
             Ref(name): ObjectID(sha)
             for name, sha in result.refs.items()
@@ -295,7 +446,7 @@ class GitSource:
             requested[:] = dict.fromkeys(s for s in chosen.values() if s not in repo.object_store)
             return list(requested)
 
-        before = {p.name() for p in repo.object_store.packs}
+        before = cache.pack_names(self.path)
         try:
             remote.client.fetch(
                 remote.path.encode("utf-8"),
@@ -303,11 +454,20 @@ class GitSource:
                 determine_wants=determine_wants,
                 protocol_version=remote.fetch_protocol,
             )
+        except SourceError:
+            raise
         except _NETWORK_ERRORS as exc:
-            self._fail(exc, creds)
+            self._fail(exc, creds, remote.transport)
+        except Exception as exc:
+            # The received pack or the cache (bases of a thin pack, the haves): only a
+            # full check of the cache tells which one is broken.
+            damage = cache.find_damage(repo)
+            if damage is not None:
+                raise cache.CacheDamaged(damage) from exc
+            self._fail(exc, creds, remote.transport)
         if not requested:
             return None
-        return sum(len(p) for p in repo.object_store.packs if p.name() not in before)
+        return cache.count_objects(repo, cache.pack_names(self.path) - before)
 
     def _find_commit(self, repo: cache.CacheRepo, commit: str) -> ObjectID | None:
         try:
@@ -332,48 +492,122 @@ class GitSource:
             f"branches: {_names(refs, b'refs/heads/')}; check sources[{cfg.name}].{key}"
         )
 
-    def _fail(self, exc: BaseException, creds: Credentials) -> NoReturn:
-        raise classify(exc, self._what, creds, f"sources[{self.config.name}].url") from None
+    def _fail(self, exc: BaseException, creds: Credentials, transport: Transport) -> NoReturn:
+        url_key = f"sources[{self.config.name}].url"
+        raise classify(exc, self._what, creds, url_key, transport=transport) from None
 
     # -- read --------------------------------------------------------------
 
-    def read_tree(self, commit: str, prefix: str) -> dict[str, bytes]:
+    def read_tree(
+        self, commit: str, prefix: str, *, suffixes: tuple[str, ...] | None = None
+    ) -> dict[str, bytes]:
         """Every file below ``prefix`` (``""`` or ``"."``: the whole repository) at ``commit``.
 
         Keys are repository-relative POSIX paths (``apps/web/base/service.yaml``).
-        ``commit`` must have been fetched. A missing path raises ``SourceRejected``.
+        With ``suffixes`` (``(".yaml", ".yml", ".json")``) only files whose name
+        ends with one of them and that are not hidden are read. ``commit`` must
+        have been fetched. A missing path, or a symlink or submodule on or
+        below it, raises ``SourceRejected``; a damaged cache ``SourceUnavailable``
+        (the next fetch rebuilds it).
         """
+        try:
+            parts = cache.normalise_prefix(prefix)
+        except ValueError as exc:
+            raise SourceRejected(f"{self._what}: {exc}") from None
+        short = commit[:7]
         with self._read_lock:
-            if self._reader is None:
-                if not self.path.exists():
-                    raise SourceRejected(f"{self._what}: nothing fetched yet; call fetch() first")
-                self._reader = cache.open_cache(self.path)
-            repo = self._reader
-            short = commit[:7]
+            repo = self._open_reader()
             try:
-                found = cache.find_commit(repo, commit)
-            except cache.AmbiguousCommit:
-                found = None
-            if found is None:
-                raise SourceRejected(
-                    f"{self._what}: commit {short} is not in the cache; fetch it first"
-                )
-            try:
-                return cache.read_tree(repo, found, prefix)
+                try:
+                    found = cache.find_commit(repo, commit)
+                except cache.AmbiguousCommit:
+                    found = None
+                if found is None:
+                    raise SourceRejected(
+                        f"{self._what}: commit {short} is not in the cache; fetch it first"
+                    )
+                key: _TreeKey = (found, parts, suffixes)
+                files = self._cached_tree(key)
+                if files is None:
+                    files = cache.read_tree(repo, found, prefix, suffixes=suffixes)
+                    self._remember_tree(key, files)
+                return dict(files)
             except cache.PathNotFound:
-                shown = "/".join(cache.normalise_prefix(prefix))
+                shown = cache.display("/".join(parts))
                 raise SourceRejected(
                     f"{self._what}: path {shown!r} does not exist at commit {short}"
                 ) from None
-            except ValueError as exc:
-                raise SourceRejected(f"{self._what}: {exc}") from None
+            except cache.NotFollowed as exc:
+                raise SourceRejected(f"{self._what}: at commit {short}, {exc}") from None
+            except cache.DAMAGE as exc:
+                self._damaged = cache.describe(exc)
+                self._close_reader()
+                raise SourceUnavailable(
+                    f"{self._what}: the cache at {self.path} is damaged ({self._damaged}); "
+                    "the next fetch rebuilds it"
+                ) from None
+
+    def _open_reader(self) -> cache.CacheRepo:
+        """The repository reads use, opened once (caller holds the read lock)."""
+        if self._reader is None:
+            if not self.path.exists():
+                raise SourceRejected(f"{self._what}: nothing fetched yet; call fetch() first")
+            try:
+                self._reader = cache.open_cache(self.path, create=False)
+            except cache.CacheDamaged as exc:
+                self._damaged = str(exc)
+                raise SourceUnavailable(
+                    f"{self._what}: the cache at {self.path} is damaged ({exc}); "
+                    "the next fetch rebuilds it"
+                ) from None
+            except OSError as exc:
+                raise SourceUnavailable(
+                    f"{self._what}: cannot open the cache at {self.path}: {exc.strerror or exc}"
+                ) from None
+        return self._reader
+
+    def _cached_tree(self, key: _TreeKey) -> dict[str, bytes] | None:
+        """A read of the last commit again, or below a prefix read with the same filter."""
+        commit, parts, suffixes = key
+        if commit != self._trees_commit:
+            return None
+        found = self._trees.get(key)
+        if found is not None:
+            return found
+        base = "/".join(parts)
+        for depth in range(len(parts)):
+            above = self._trees.get((commit, parts[:depth], suffixes))
+            if above is None:
+                continue
+            below = {p: c for p, c in above.items() if p == base or p.startswith(base + "/")}
+            if below:  # else read: the path may be missing, a symlink, or hidden
+                return below
+        return None
+
+    def _remember_tree(self, key: _TreeKey, files: dict[str, bytes]) -> None:
+        if key[0] != self._trees_commit:
+            self._trees, self._trees_commit, self._trees_bytes = {}, key[0], 0
+        size = sum(len(content) for content in files.values())
+        if self._trees_bytes + size <= _TREE_CACHE_BYTES:
+            self._trees[key] = files
+            self._trees_bytes += size
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def close(self) -> None:
         """Release the cache repository's file handles (a later call reopens it)."""
         with self._read_lock:
-            if self._reader is not None:
-                self._reader.close()
-                self._reader = None
+            self._close_reader()
+            self._trees, self._trees_commit, self._trees_bytes = {}, None, 0
+
+
+def _os_hint(exc: OSError) -> str:
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "check that the state directory is writable"
+    return "the fetch will be retried"
 
 
 def _heads(refs: Mapping[Ref, ObjectID]) -> dict[Ref, ObjectID]:

@@ -2,20 +2,24 @@
 
 Two jobs that both need to know the transport:
 
-* building the client: local paths and ``file://``, ``git://`` (with a socket
-  timeout dulwich does not offer), smart HTTP(S) with basic auth and a request
-  timeout, and SSH through the ``ssh`` binary with our own command line;
+* building the client: local paths and ``file://`` (``git upload-pack`` when the
+  ``git`` binary is there: dulwich's in-process local client walks the whole
+  history on every fetch), ``git://`` (with a socket timeout dulwich does not
+  offer), smart HTTP(S) with basic auth and a request timeout, and SSH through
+  the ``ssh`` binary with our own command line;
 * classifying what the client raised: whether a retry may help
   (:class:`~gitopsd.errors.SourceUnavailable`: refused, unresolvable, timed out,
   5xx) or a human must act (:class:`~gitopsd.errors.SourceRejected`: bad
-  credentials, no repository there), with a message that names the source and
-  its redacted URL and never contains a secret.
+  credentials, no repository there, not a Git server), with a message that
+  names the source and its redacted URL and never contains a secret: server
+  text always goes through the credentials' scrubber, and is shortened.
 """
 
 from __future__ import annotations
 
 import re
 import select
+import shutil
 import socket
 from collections.abc import Callable
 from contextlib import suppress
@@ -31,6 +35,7 @@ from dulwich.client import (
     HTTPUnauthorized,
     LocalGitClient,
     SSHGitClient,
+    SubprocessGitClient,
     TCPGitClient,
     default_urllib3_manager,
 )
@@ -171,6 +176,34 @@ class _ClosingSSHGitClient(SSHGitClient):
         super().close()
 
 
+class _ClosingSubprocessGitClient(SubprocessGitClient):
+    """``git upload-pack`` on a local repository, closing (and reaping) it on :meth:`close`.
+
+    Dulwich's in-process :class:`LocalGitClient` offers the server side every
+    commit of the cache as a "have" before answering, so each fetch costs time
+    in proportion to the history; ``git upload-pack`` stops negotiating early.
+    """
+
+    def __init__(self, git: str) -> None:
+        super().__init__()
+        self.git_command = [git]
+        self._opened: list[Protocol] = []
+
+    def _connect(
+        self,
+        cmd: bytes,
+        path: str | bytes,
+        protocol_version: int | None = None,
+    ) -> tuple[Protocol, Callable[[], bool], IO[bytes] | None]:
+        proto, can_read, stderr = super()._connect(cmd, path, protocol_version)
+        self._opened.append(proto)
+        return proto, can_read, stderr
+
+    def close(self) -> None:
+        _close_all(self._opened)
+        super().close()
+
+
 def _close_all(protocols: list[Protocol]) -> None:
     while protocols:
         with suppress(Exception):
@@ -181,9 +214,10 @@ def _close_all(protocols: list[Protocol]) -> None:
 class Remote:
     """A dulwich client, the path to pass it, and how to talk to it.
 
-    ``fetch_protocol`` is the protocol version for fetches: 0 for ``git://`` and
-    SSH, where dulwich's protocol v2 negotiation sends every "have" before the
-    server may answer (slow on long histories), else the client default. Ref
+    ``fetch_protocol`` is the protocol version for fetches: 0 for ``git://``,
+    SSH and ``git upload-pack``, where dulwich's protocol v2 negotiation sends
+    every "have" before the server may answer (slow on long histories), else
+    the client default. Ref
     listing always uses v2 so the server filters refs by prefix (GitHub
     advertises every ``refs/pull/*`` in v0).
     """
@@ -194,11 +228,25 @@ class Remote:
     fetch_protocol: int | None
 
 
-def open_remote(url: str, transport: Transport, creds: Credentials, timeout: float) -> Remote:
-    """A client for ``url``; raise ``ValueError`` if the URL cannot be parsed."""
+def open_remote(
+    url: str,
+    transport: Transport,
+    creds: Credentials,
+    timeout: float,
+    *,
+    git: str | None = "",
+) -> Remote:
+    """A client for ``url``; raise ``ValueError`` if the URL cannot be parsed.
+
+    ``git`` is the git binary for local remotes (``""``: look it up on
+    ``PATH``; None: use dulwich's slower in-process client).
+    """
     if transport is Transport.LOCAL:
         path = unquote(urlsplit(url).path) if url.lower().startswith("file://") else url
-        return Remote(LocalGitClient(), path, transport, None)
+        binary = shutil.which("git") if git == "" else git
+        if binary is None:
+            return Remote(LocalGitClient(), path, transport, None)
+        return Remote(_ClosingSubprocessGitClient(binary), path, transport, 0)
     if transport is Transport.GIT:
         parts = urlsplit(url)
         if not parts.hostname:
@@ -253,17 +301,22 @@ def close_remote(remote: Remote) -> None:
 
 
 _HTTP_STATUS = re.compile(r"unexpected http resp (\d{3})")
+_NO_REPOSITORY = (
+    "does not appear to be a git repository",
+    "repository not found",
+    "no such repository",
+)
 _SSH_REJECTED = (
     "permission denied",
     "host key verification failed",
     "no matching host key",
-    "does not appear to be a git repository",
-    "repository not found",
     "could not read from remote repository",
+    "detected dubious ownership",
     "no such file or directory",
     "not found",
 )
 _REPO_MISSING = ("access denied or repository not exported", "no such repository")
+_MAX_DETAIL = 300  # characters of server text in a message (an HTML page can be long)
 
 
 def _detail(exc: BaseException) -> str:
@@ -281,15 +334,35 @@ def _detail(exc: BaseException) -> str:
     return " ".join(text.replace("\r", "").split())
 
 
-def classify(exc: BaseException, what: str, creds: Credentials, url_key: str) -> SourceError:
+def _shorten(text: str) -> str:
+    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3].rstrip() + "..."
+
+
+def not_smart_http(what: str, url_key: str) -> SourceRejected:
+    """The error for an HTTP answer that is not Git's (a sign-in page, a web UI, a proxy)."""
+    return SourceRejected(
+        f"{what}: the server answered, but not as a Git smart-HTTP endpoint "
+        f"(a sign-in page or a web page?); check {url_key}"
+    )
+
+
+def classify(
+    exc: BaseException,
+    what: str,
+    creds: Credentials,
+    url_key: str,
+    *,
+    transport: Transport | None = None,
+) -> SourceError:
     """Turn an exception from dulwich into ``SourceUnavailable`` or ``SourceRejected``.
 
     ``what`` names the source and its redacted URL; ``url_key`` is the config
-    key to fix for a wrong URL (``sources[platform].url``).
+    key to fix for a wrong URL (``sources[platform].url``). Server text in the
+    message is scrubbed of the credentials' secrets, then shortened.
     """
     if isinstance(exc, SourceError):
         return exc
-    detail = creds.scrub(_detail(exc))
+    detail = _shorten(creds.scrub(_detail(exc)))
     if isinstance(exc, HTTPUnauthorized):
         return SourceRejected(f"{what}: authentication failed (HTTP 401); {creds.hint}")
     if isinstance(exc, HTTPProxyUnauthorized):
@@ -302,13 +375,22 @@ def classify(exc: BaseException, what: str, creds: Credentials, url_key: str) ->
         lowered = detail.lower()
         if "could not resolve hostname" in lowered or "connection refused" in lowered:
             return SourceUnavailable(f"{what}: cannot reach the remote: {detail}")
+        if any(marker in lowered for marker in _NO_REPOSITORY):
+            hint = f"; {creds.hint}" if creds.hint else ""
+            return SourceRejected(
+                f"{what}: no Git repository at this URL, or no access to it: {detail}; "
+                f"check {url_key}{hint}"
+            )
         if any(marker in lowered for marker in _SSH_REJECTED):
             hint = creds.hint or f"check {url_key}"
             return SourceRejected(f"{what}: the server refused access: {detail}; {hint}")
         if not exc.stderr_lines:
-            return SourceRejected(
-                f"{what}: the server closed the connection without answering; "
-                f"the repository may not exist or may not be exported; check {url_key}"
+            # An overloaded or restarting server hangs up the same way as `git daemon`
+            # does for a repository it does not export: retry, but say both.
+            return SourceUnavailable(
+                f"{what}: the server closed the connection without answering (busy or "
+                f"restarting?); if this persists, check that the repository exists and is "
+                f"exported: {url_key}"
             )
         return SourceUnavailable(f"{what}: the connection failed: {detail}")
     if isinstance(exc, GitProtocolError):
@@ -334,4 +416,8 @@ def classify(exc: BaseException, what: str, creds: Credentials, url_key: str) ->
         return SourceUnavailable(f"{what}: the remote did not answer in time")
     if isinstance(exc, OSError):
         return SourceUnavailable(f"{what}: cannot reach the remote: {detail}")
-    return SourceUnavailable(f"{what}: fetch failed: {type(exc).__name__}: {detail}")
+    if transport is Transport.HTTP and isinstance(exc, ValueError | AssertionError):
+        return not_smart_http(what, url_key)  # dulwich's parse error quotes the page: drop it
+    return SourceUnavailable(
+        f"{what}: the remote's answer could not be read: {type(exc).__name__}: {detail}"
+    )

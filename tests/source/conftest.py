@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from support.gitserver import GitDaemon, GitHttpServer, GitRepo
 
+from gitopsd.source.git import GitSource
+
 from .sample import HTTP_PASSWORD, HTTP_USER, make_config_repo
 
 
@@ -45,3 +47,19 @@ def http_server(git_root: Path) -> Iterator[GitHttpServer]:
     """Smart HTTP over ``git_root`` requiring basic auth ``HTTP_USER``/``HTTP_PASSWORD``."""
     with GitHttpServer(git_root, username=HTTP_USER, password=HTTP_PASSWORD) as server:
         yield server
+
+
+@pytest.fixture
+def sources() -> Iterator[list[GitSource]]:
+    """Collects the sources a test makes and closes them afterwards."""
+    made: list[GitSource] = []
+    yield made
+    for s in made:
+        s.close()
+
+
+@pytest.fixture
+def token_env(monkeypatch: pytest.MonkeyPatch) -> str:
+    """``$GIT_TOKEN`` holds the HTTP server's password."""
+    monkeypatch.setenv("GIT_TOKEN", HTTP_PASSWORD)
+    return "GIT_TOKEN"

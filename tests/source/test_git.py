@@ -12,46 +12,13 @@ import pytest
 import structlog.testing
 from support.gitserver import GitDaemon, GitHttpServer, GitRepo, free_port
 
-from gitopsd.config import AuthConfig, SourceConfig
+from gitopsd.config import AuthConfig
 from gitopsd.errors import SourceRejected, SourceUnavailable
 from gitopsd.model import Revision
-from gitopsd.source import cache
 from gitopsd.source.git import GitSource
 
+from .helpers import fetch, make_source, packs
 from .sample import API_YAML, HTTP_PASSWORD, HTTP_USER, SERVICE_YAML, TASK_YAML
-
-
-def fetch(source: GitSource) -> Revision:
-    return anyio.run(source.fetch)
-
-
-def packs(source: GitSource) -> int:
-    return len(list((source.path / "objects" / "pack").glob("*.pack")))
-
-
-@pytest.fixture
-def sources() -> Iterator[list[GitSource]]:
-    """Collects the sources a test makes and closes them afterwards."""
-    made: list[GitSource] = []
-    yield made
-    for s in made:
-        s.close()
-
-
-@pytest.fixture
-def token_env(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("GIT_TOKEN", HTTP_PASSWORD)
-    return "GIT_TOKEN"
-
-
-def make_source(sources: list[GitSource], cache_root: Path, url: str, **kwargs: Any) -> GitSource:
-    repack_after = kwargs.pop("repack_after", cache.REPACK_AFTER_PACKS)
-    kwargs.setdefault("timeout", 10)
-    source = GitSource(
-        SourceConfig(name="platform", url=url, **kwargs), cache_root, repack_after=repack_after
-    )
-    sources.append(source)
-    return source
 
 
 @pytest.fixture(params=["path", "file", "git", "http"])

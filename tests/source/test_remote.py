@@ -33,7 +33,14 @@ CREDS = Credentials(
             SourceRejected,
             "does not exist or is not exported",
         ),
-        (HangupException(), SourceRejected, "may not exist"),
+        # a silent hang-up is how a busy or restarting server fails too: retry
+        (HangupException(), SourceUnavailable, "check that the repository exists"),
+        (
+            HangupException([b"fatal: '/r.git' does not appear to be a git repository"]),
+            SourceRejected,
+            "no Git repository at this URL",
+        ),
+        (ValueError("Invalid info/refs format"), SourceUnavailable, "could not be read"),
         (HangupException([b"fatal: early EOF"]), SourceUnavailable, "early EOF"),
         (ConnectionResetError(104, "Connection reset by peer"), SourceUnavailable, "reset"),
         (TimeoutError("timed out"), SourceUnavailable, "did not answer in time"),

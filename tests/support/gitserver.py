@@ -13,6 +13,10 @@ protocols. This module provides both:
 * :class:`GitHttpServer`: smart HTTP, a small threaded HTTP server running
   ``git http-backend`` as CGI, with optional HTTP basic auth and a log of the
   requests it served (so a test can assert that a no-op poll only listed refs).
+* Servers that are *not* Git, for failure tests: :class:`StaticHttpServer`
+  answers every request with one fixed response (a sign-in page), and
+  :class:`HangupServer` accepts a connection, reads the request and closes it
+  without a word (a busy or restarting ``git daemon`` behind a load balancer).
 
 Every server binds 127.0.0.1 on a free port, waits until it accepts
 connections (polling with a deadline) and stops and reaps its processes on
@@ -555,3 +559,111 @@ class GitHttpServer:
         """Forget the requests logged so far."""
         with self._server.lock:
             self._server.requests.clear()
+
+
+class _StaticHandler(BaseHTTPRequestHandler):
+    server: _StaticHttpd
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep test output quiet."""
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._answer()
+
+    def _answer(self) -> None:
+        status, content_type, body = self.server.response
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class _StaticHttpd(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, response: tuple[int, str, bytes]) -> None:
+        super().__init__(("127.0.0.1", 0), _StaticHandler)
+        self.response = response
+
+
+class StaticHttpServer:
+    """An HTTP server that answers every request with ``status``, ``content_type`` and ``body``."""
+
+    def __init__(self, body: bytes, *, status: int = 200, content_type: str = "text/html") -> None:
+        self._response = (status, content_type, body)
+        self._httpd: _StaticHttpd | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Self:
+        self._httpd = _StaticHttpd(self._response)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def url(self, path: str) -> str:
+        """``http://127.0.0.1:PORT/path``."""
+        if self._httpd is None:
+            raise RuntimeError("the server is not running")
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/{path}"
+
+
+class HangupServer:
+    """A TCP server that reads each request and closes the connection without answering."""
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    def __enter__(self) -> Self:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self.port = self._sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, args=(self._sock,), daemon=True)
+        self._thread.start()
+        return self
+
+    @staticmethod
+    def _serve(sock: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:  # closed by __exit__
+                return
+            with conn, contextlib.suppress(OSError):
+                conn.recv(4096)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+            self._sock.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
