@@ -24,7 +24,7 @@ import socket
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import urllib3
@@ -37,6 +37,7 @@ from dulwich.client import (
     SSHGitClient,
     SubprocessGitClient,
     TCPGitClient,
+    TraditionalGitClient,
     default_urllib3_manager,
 )
 from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
@@ -152,14 +153,16 @@ class _TimeoutTCPGitClient(TCPGitClient):
         return proto, can_read, None
 
 
-class _ClosingSSHGitClient(SSHGitClient):
-    """SSH client that closes (and reaps) every ``ssh`` process it started on :meth:`close`."""
+if TYPE_CHECKING:
+    _ProcessClient = TraditionalGitClient
+else:
+    _ProcessClient = object
 
-    def __init__(
-        self, host: str, port: int | None, username: str | None, ssh_command: str | None
-    ) -> None:
-        super().__init__(host, port=port, username=username, ssh_command=ssh_command)
-        self._opened: list[Protocol] = []
+
+class _ClosesProcesses(_ProcessClient):
+    """Mixin for clients that run a process per connection: close (and reap) them all."""
+
+    _opened: list[Protocol]
 
     def _connect(
         self,
@@ -176,7 +179,17 @@ class _ClosingSSHGitClient(SSHGitClient):
         super().close()
 
 
-class _ClosingSubprocessGitClient(SubprocessGitClient):
+class _ClosingSSHGitClient(_ClosesProcesses, SSHGitClient):
+    """SSH client that closes (and reaps) every ``ssh`` process it started on :meth:`close`."""
+
+    def __init__(
+        self, host: str, port: int | None, username: str | None, ssh_command: str | None
+    ) -> None:
+        super().__init__(host, port=port, username=username, ssh_command=ssh_command)
+        self._opened = []
+
+
+class _ClosingSubprocessGitClient(_ClosesProcesses, SubprocessGitClient):
     """``git upload-pack`` on a local repository, closing (and reaping) it on :meth:`close`.
 
     Dulwich's in-process :class:`LocalGitClient` offers the server side every
@@ -187,21 +200,7 @@ class _ClosingSubprocessGitClient(SubprocessGitClient):
     def __init__(self, git: str) -> None:
         super().__init__()
         self.git_command = [git]
-        self._opened: list[Protocol] = []
-
-    def _connect(
-        self,
-        cmd: bytes,
-        path: str | bytes,
-        protocol_version: int | None = None,
-    ) -> tuple[Protocol, Callable[[], bool], IO[bytes] | None]:
-        proto, can_read, stderr = super()._connect(cmd, path, protocol_version)
-        self._opened.append(proto)
-        return proto, can_read, stderr
-
-    def close(self) -> None:
-        _close_all(self._opened)
-        super().close()
+        self._opened = []
 
 
 def _close_all(protocols: list[Protocol]) -> None:
