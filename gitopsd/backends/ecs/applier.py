@@ -20,7 +20,7 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -54,7 +54,8 @@ class Request:
     #: For service writes: the family whose ARN fills ``taskDefinition`` at run time.
     family: str = ""
     message: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: UpdateService: whether the service moves to another task definition.
+    send_task_definition: bool = False
 
 
 def _where(key: str, origin: Origin | None) -> str:
@@ -168,7 +169,7 @@ def _service_requests(
                 body,
                 family,
                 "updated " + ", ".join(sorted(fields)),
-                {"send_task_definition": "taskDefinition" in fields},
+                send_task_definition="taskDefinition" in fields,
             )
         )
     requests += _tag_requests(
@@ -184,7 +185,7 @@ def validate_requests(requests: list[Request]) -> None:
     validator = ParamValidator()
     for r in requests:
         body = dict(r.body)
-        if r.op == "CreateService" or r.extra.get("send_task_definition"):
+        if r.op == "CreateService" or r.send_task_definition:
             body["taskDefinition"] = _PENDING_ARN
         report = validator.validate(body, input_shape(r.op))
         if report.has_errors():
@@ -232,7 +233,7 @@ async def _send(
         return Applied(request.key, "retagged", request.body["resourceArn"], "retagged")
     td_arn = td_arns[request.family]
     body = dict(request.body)
-    if request.op == "CreateService" or request.extra.get("send_task_definition"):
+    if request.op == "CreateService" or request.send_task_definition:
         body["taskDefinition"] = td_arn
     started = time.time()
     if request.op == "CreateService":

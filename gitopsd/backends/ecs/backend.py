@@ -60,10 +60,6 @@ class EcsBackend:
             return self._clients[region]
 
     @property
-    def clients(self) -> dict[str, EcsClient]:
-        return dict(self._clients)
-
-    @property
     def schema(self) -> Schema:
         return ecs_schema()
 

@@ -11,7 +11,6 @@ classified: :class:`BackendUnavailable` (a retry may help) or
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -80,9 +79,6 @@ HINTS: dict[str, str] = {
         "check apps[].cluster and the region: the cluster must exist in that account and region"
     ),
 }
-
-#: Operations that change state; counted separately so "zero writes" can be checked.
-READ_PREFIXES = ("Describe", "List", "Get")
 
 DESCRIBE_SERVICES_BATCH = 10
 
@@ -184,14 +180,6 @@ class EcsClient:
     async def __aexit__(self, *exc_info: object) -> None:
         with anyio.CancelScope(shield=True):
             await self._stack.aclose()
-
-    @property
-    def region(self) -> str:
-        return str(self._client.meta.region_name)
-
-    @property
-    def writes(self) -> int:
-        return sum(n for op, n in self.calls.items() if not op.startswith(READ_PREFIXES))
 
     async def call(self, op: str, **params: Any) -> dict[str, Any]:
         """Call ECS operation ``op`` (PascalCase) with retries, a timeout and pacing."""
@@ -295,21 +283,6 @@ class EcsClient:
     async def update_service(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         out = await self.call("UpdateService", **spec)
         return dict(out["service"])
-
-    async def tag_resource(self, arn: str, tags: Sequence[Mapping[str, str]]) -> None:
-        if tags:
-            await self.call("TagResource", resourceArn=arn, tags=list(tags))
-
-    async def untag_resource(self, arn: str, keys: Sequence[str]) -> None:
-        if keys:
-            await self.call("UntagResource", resourceArn=arn, tagKeys=list(keys))
-
-    async def list_service_deployments(self, cluster: str, service: str) -> list[dict[str, Any]]:
-        """Service deployments newest first; empty where the endpoint does not support them."""
-        with contextlib.suppress(BackendRejected):
-            out = await self.call("ListServiceDeployments", cluster=cluster, service=service)
-            return list(out.get("serviceDeployments", []))
-        return []
 
 
 def _snake(op: str) -> str:

@@ -67,7 +67,8 @@ class RolloutWatcher:
         self._seen_ours = False
         self._ours_failed = ""
 
-    def _say(self, message: str) -> None:
+    def say(self, message: str) -> None:
+        """Record one progress line and pass it on."""
         self.events.append(message)
         log.info("rollout.progress", app=self.app.name, service=self.service, message=message)
         if self.progress is not None:
@@ -81,7 +82,7 @@ class RolloutWatcher:
             if event_id not in self._seen_events:
                 self._seen_events.add(event_id)
                 text = str(event.get("message", ""))
-                self._say(f"event: {text}")
+                self.say(f"event: {text}")
                 # "(service web) (deployment ecs-svc/123) deployment failed: <reason>."
                 if self.deployment_id and self.deployment_id in text:
                     _, found, reason = text.partition("deployment failed: ")
@@ -98,7 +99,7 @@ class RolloutWatcher:
             )
             if line != self._last_line:
                 self._last_line = line
-                self._say(line)
+                self.say(line)
 
     def _is_ours(self, d: dict[str, Any]) -> bool:
         if self.deployment_id:
@@ -208,5 +209,5 @@ async def _roll_back(
         )
     except GitopsdError as exc:
         return Verdict(verdict.state, message + f"; rolling back to {td_label(good)} failed: {exc}")
-    watcher._say(f"gitopsd rolled back to {td_label(good)}")
+    watcher.say(f"gitopsd rolled back to {td_label(good)}")
     return Verdict("ROLLED_BACK", message + f"; gitopsd rolled back to {td_label(good)}")
