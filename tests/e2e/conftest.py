@@ -21,7 +21,7 @@ from gitopsd.local_aws.testing import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, LocalA
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CLUSTER = "demo"
-WRITE_PREFIXES = ("Describe", "List", "Get")
+READ_PREFIXES = ("Describe", "List", "Get")
 
 
 @dataclass
@@ -60,7 +60,7 @@ class Env:
         self.repo.write(rel, text.replace(old, new))
 
     def writes(self) -> list[str]:
-        return [c for c in self.aws.calls() if not c.startswith(WRITE_PREFIXES)]
+        return [c for c in self.aws.calls() if not c.startswith(READ_PREFIXES)]
 
     def ecs(self) -> Any:
         return self.aws.boto3_client("ecs")

@@ -490,6 +490,23 @@ class _GitHttpd(ThreadingHTTPServer):
         super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
+def _serve_in_thread(httpd: ThreadingHTTPServer) -> threading.Thread:
+    """Run ``httpd`` on a daemon thread; :func:`_stop_serving` ends it."""
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def _stop_serving(httpd: ThreadingHTTPServer | None, thread: threading.Thread | None) -> None:
+    if httpd is not None:
+        httpd.shutdown()
+        httpd.server_close()
+    if thread is not None:
+        thread.join(timeout=5)
+
+
 class GitHttpServer:
     """Smart HTTP (``git http-backend`` as CGI) for the bare repositories under ``root``.
 
@@ -508,10 +525,7 @@ class GitHttpServer:
     def __enter__(self) -> Self:
         self.root.mkdir(parents=True, exist_ok=True)
         self._httpd = _GitHttpd(self.root, self._credentials)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._thread = _serve_in_thread(self._httpd)
         wait_for_port(self.port)
         return self
 
@@ -521,11 +535,7 @@ class GitHttpServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        _stop_serving(self._httpd, self._thread)
 
     @property
     def _server(self) -> _GitHttpd:
@@ -603,10 +613,7 @@ class StaticHttpServer:
 
     def __enter__(self) -> Self:
         self._httpd = _StaticHttpd(self._response)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._thread = _serve_in_thread(self._httpd)
         return self
 
     def __exit__(
@@ -615,11 +622,7 @@ class StaticHttpServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        _stop_serving(self._httpd, self._thread)
 
     def url(self, path: str) -> str:
         """``http://127.0.0.1:PORT/path``."""
