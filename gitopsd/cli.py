@@ -1,8 +1,9 @@
 """The ``gitopsd`` command: argument parsing, exit codes and what gets printed.
 
-Exit codes follow ``flux diff`` / ``argocd app diff``: ``diff`` exits 0 when
-in sync, 1 when there are changes, 2 on error. ``validate`` and ``sync`` exit
-0 on success and 1 when any app failed; 2 is a usage or configuration error.
+One convention for every command (as ``flux diff`` and ``argocd app diff``):
+0 success (``diff``: in sync), 1 ``diff`` found changes, 2 an error (any app
+failed, a bad configuration or usage), 130 interrupted by SIGINT (Ctrl-C) and
+143 by SIGTERM; an interrupted ``sync`` first prints what it had written.
 Command output goes to stdout, logs to stderr.
 """
 
@@ -10,24 +11,67 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
 
 from gitopsd import __version__
+from gitopsd.backends.base import Applied
 from gitopsd.backends.ecs.backend import EcsBackend
 from gitopsd.config import AppConfig, Config, load_config
+from gitopsd.engine.journal import RunJournal
 from gitopsd.engine.outcome import Outcome
 from gitopsd.engine.reconcile import Mode, Reconciler
 from gitopsd.engine.sources import SourceSet
 from gitopsd.errors import ConfigError
-from gitopsd.output import Painter, format_outcomes, write_json
+from gitopsd.output import Painter, format_outcomes, format_plan, write_json
 from gitopsd.state import StateDir
 from gitopsd.telemetry.logs import configure_logging
 
 EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class Interrupted(Exception):
+    """A signal stopped the run; carries what had been done so far."""
+
+    def __init__(self, signum: int, journal: RunJournal, order: Sequence[str]) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.journal = journal
+        self.order = list(order)
+
+    @property
+    def code(self) -> int:
+        return EXIT_SIGNAL.get(signal.Signals(self.signum), 130)
+
+
+class ConsoleListener:
+    """Prints a sync as it happens: each app's plan before it is applied, then each write."""
+
+    def __init__(self, paint: Painter) -> None:
+        self.paint = paint
+
+    def planned(self, outcome: Outcome) -> None:
+        print(format_plan(outcome, self.paint), flush=True)
+
+    def wrote(self, app: str, applied: Applied) -> None:
+        print(
+            self.paint(f"  app {app}: applied {applied.key}: {applied.message}", "blue"), flush=True
+        )
+
+    def unsure(self, app: str, key: str, message: str) -> None:
+        print(
+            self.paint(f"  app {app}: {key}: {message}; it may have been made", "yellow"),
+            flush=True,
+        )
+
+    def warned(self, app: str, message: str) -> None:
+        print(self.paint(f"  app {app}: warning: {message}", "yellow"), flush=True)
 
 
 def _default_config() -> str:
@@ -45,7 +89,9 @@ class ConsoleNotifier:
             return
         text = f"ALERT app {outcome.app}: {outcome.reason}: {outcome.message or ''}".rstrip(": ")
         if outcome.ok:
-            text += "; ".join(r.message for r in outcome.rollouts if r.state == "ROLLED_BACK")
+            text += ": " + "; ".join(
+                r.message for r in outcome.rollouts if r.state == "ROLLED_BACK"
+            )
         print(self.paint(text, "red"), file=sys.stderr, flush=True)
 
 
@@ -56,18 +102,24 @@ def _select(cfg: Config, names: Sequence[str]) -> list[AppConfig]:
 async def _run_pass(
     cfg: Config, args: argparse.Namespace, mode: Mode, paint: Painter
 ) -> list[Outcome]:
+    """One pass; a SIGINT or SIGTERM cancels it and raises :class:`Interrupted`."""
     apps = _select(cfg, getattr(args, "apps", []) or [])
-    sources = SourceSet(cfg, directory=getattr(args, "dir", None))
+    sources = SourceSet(
+        cfg, directory=getattr(args, "dir", None), offline=getattr(args, "offline", False)
+    )
+    text = getattr(args, "output", "text") == "text"
 
     def progress(key: str, message: str) -> None:
         print(paint(f"    {key}: {message}", "dim"), flush=True)
 
+    caught: list[int] = []
+    outcomes: list[Outcome] = []
     try:
         async with EcsBackend(
             cfg.aws,
             StateDir(cfg.daemon.state_dir),
             poll_interval=cfg.daemon.rollout_poll_interval,
-            progress=progress if getattr(args, "output", "text") == "text" else None,
+            progress=progress if text else None,
         ) as backend:
             reconciler = Reconciler(
                 cfg,
@@ -75,10 +127,28 @@ async def _run_pass(
                 sources,
                 notifiers=[ConsoleNotifier(Painter(sys.stderr, args.color))],
                 wait=False if getattr(args, "no_wait", False) else None,
+                listener=ConsoleListener(paint) if text and mode is Mode.SYNC else None,
             )
-            return await reconciler.run(apps, mode)
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_watch_signals, scope, caught)
+                    outcomes = await reconciler.run(apps, mode)
+                    tg.cancel_scope.cancel()
     finally:
         sources.close()
+    if caught:
+        raise Interrupted(caught[0], reconciler.journal, [a.name for a in apps])
+    return outcomes
+
+
+async def _watch_signals(scope: anyio.CancelScope, caught: list[int]) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach the main thread only (gitopsd run from a test's thread)
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            caught.append(signum)
+            scope.cancel()
+            return
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -97,7 +167,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         else:
             print(paint(f"err app {o.app} ({o.reason}):", "red"))
             print("    " + o.message.replace("\n", "\n    "))
-    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_CHANGES
+        for w in o.warnings:
+            print(paint(f"    warning: {w}", "yellow"))
+    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_ERROR
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -132,14 +204,23 @@ def cmd_sync(args: argparse.Namespace) -> int:
     cfg = _load(args)
     paint = Painter(sys.stdout, args.color)
     mode = Mode.PLAN if args.dry_run else Mode.SYNC
-    outcomes = anyio.run(_run_pass, cfg, args, mode, paint)
+    try:
+        outcomes = anyio.run(_run_pass, cfg, args, mode, paint)
+    except Interrupted as stop:
+        lines = stop.journal.summary(stop.order)
+        if args.output == "json":
+            write_json([], interrupted=(signal.Signals(stop.signum).name, lines))
+        else:
+            print(paint(f"interrupted by {signal.Signals(stop.signum).name}:", "red"))
+            print("\n".join(lines), flush=True)
+        return stop.code
     if args.output == "json":
         write_json(outcomes)
     else:
         if args.dry_run:
             print(paint("dry run: nothing was changed", "dim"))
-        print(format_outcomes(outcomes, paint))
-    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_CHANGES
+        print(format_outcomes(outcomes, paint, streamed=not args.dry_run))
+    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_ERROR
 
 
 def cmd_version(args: argparse.Namespace) -> int:
@@ -164,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--dir",
         metavar="DIR",
         help="read manifests from this directory instead of the Git sources (pre-commit checks)",
+    )
+    with_dir.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not contact the Git remotes: use the commits last fetched (said to be stale)",
     )
     with_output = argparse.ArgumentParser(add_help=False)
     with_output.add_argument("-o", "--output", choices=["text", "json"], default="text")
@@ -233,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gitopsd: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except Interrupted as stop:
+        print(f"gitopsd: interrupted by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        return stop.code
     except KeyboardInterrupt:
         return 130
     return code

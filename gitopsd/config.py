@@ -9,11 +9,16 @@ a declared source, names must be unique).
 
 from __future__ import annotations
 
+import datetime
+import difflib
+import json
 import re
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeGuard
 
 from pydantic import (
     BaseModel,
@@ -27,27 +32,106 @@ from pydantic import (
 
 from gitopsd.errors import ConfigError
 
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
+
+
+def describe_value(value: object) -> str:
+    """A value as TOML spells it, with its type: ``"six" (a string)``, ``6 (an integer)``."""
+    if isinstance(value, bool):
+        return f"{'true' if value else 'false'} (a boolean)"
+    if isinstance(value, int):
+        return f"{value} (an integer)"
+    if isinstance(value, float):
+        return f"{value!r} (a number)"
+    if isinstance(value, str):
+        shown = json.dumps(value if len(value) <= 60 else value[:57] + "...", ensure_ascii=False)
+        return f"{shown} (a string)"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return f"{value.isoformat()} (a date/time)"
+    return type(value).__name__
+
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+_DURATION_EXAMPLES = 'a duration such as 30 (seconds), "30s", "5m", "1h" or "250ms"'
 
 
 def parse_duration(value: object) -> float:
     """Seconds from ``30``, ``"30s"``, ``"5m"``, ``"1h"`` or ``"250ms"``."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30, '30s', '5m' or '1h'")
+        raise ValueError(f"expected {_DURATION_EXAMPLES}, got {describe_value(value)}")
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str) and (m := _DURATION.match(value)):
         seconds = float(m.group(1)) * _UNITS[m.group(2)]
     else:
-        raise ValueError(f"{value!r} is not a duration such as 30, '30s', '5m' or '1h'")
+        raise ValueError(f"expected {_DURATION_EXAMPLES}, got {describe_value(value)}")
     if seconds <= 0:
-        raise ValueError("must be greater than zero")
+        raise ValueError(f"must be greater than zero, got {describe_value(value)}")
     return seconds
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
+
+#: The default cap on the size of one manifest file: 1 MiB.
+DEFAULT_MAX_FILE_SIZE = 1024 * 1024
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?\s*$", re.IGNORECASE)
+#: Binary units are powers of 1024 (KiB, MiB, GiB), decimal ones powers of 1000 (kB, MB, GB).
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+}
+_SIZE_EXAMPLES = 'a size such as 1048576 (bytes), "512KiB", "1MiB" or "2MB"'
+
+
+def parse_size(value: object) -> int:
+    """Bytes from ``1048576``, ``"512KiB"``, ``"1MiB"``, ``"2MB"`` or ``"100B"``.
+
+    KiB, MiB and GiB are powers of 1024; kB (or KB), MB and GB powers of 1000.
+    Units are case-insensitive; a number without a unit is bytes.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"expected {_SIZE_EXAMPLES}, got {describe_value(value)}")
+    if isinstance(value, int):
+        size = value
+    elif m := _SIZE.match(value):
+        size = int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
+    else:
+        raise ValueError(
+            f"expected {_SIZE_EXAMPLES}, got {describe_value(value)} "
+            "(1 KiB = 1024 bytes, 1 kB = 1000 bytes; likewise MiB, GiB and MB, GB)"
+        )
+    if size <= 0:
+        raise ValueError(f"must be greater than zero, got {describe_value(value)}")
+    return size
+
+
+def format_size(size: int) -> str:
+    """``size`` bytes for messages: ``"100 bytes"``, ``"1 MiB"``, ``"27.3 MiB"``."""
+    for unit, name in ((1024**3, "GiB"), (1024**2, "MiB"), (1024, "KiB")):
+        if size >= unit:
+            amount = f"{size // unit}" if size % unit == 0 else f"{size / unit:.1f}"
+            return f"{amount} {name}"
+    return f"{size} byte" if size == 1 else f"{size} bytes"
+
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+COMMIT_PATTERN = r"^[0-9a-f]{7,40}$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
 class _Strict(BaseModel):
@@ -83,9 +167,12 @@ class SourceConfig(_Strict):
     url: str
     branch: str | None = None
     tag: str | None = None
-    commit: Annotated[str, Field(pattern=r"^[0-9a-f]{7,40}$")] | None = None
+    commit: Annotated[str, Field(pattern=COMMIT_PATTERN)] | None = None
     auth: AuthConfig = AuthConfig()
     timeout: Duration = 60.0
+    #: Whether a new commit that does not descend from the last applied one may be applied
+    #: (a force-push or branch reset). Either way it is reported.
+    allow_history_rewrite: bool = True
 
     @model_validator(mode="after")
     def _one_ref(self) -> SourceConfig:
@@ -173,6 +260,15 @@ class DaemonConfig(_Strict):
     state_dir: Path = Path("/var/lib/gitopsd")
     #: How often a rollout being verified is polled (DescribeServices, one call per 10 services).
     rollout_poll_interval: Duration = 5.0
+    #: How long a sync waits for another gitopsd process that holds the same app's lock.
+    lock_timeout: Duration = 30.0
+
+
+class ManifestsConfig(_Strict):
+    """Limits on reading manifests."""
+
+    #: The largest manifest file read, in bytes; a larger file is refused before parsing.
+    max_file_size: Size = DEFAULT_MAX_FILE_SIZE
 
 
 class Config(_Strict):
@@ -180,6 +276,7 @@ class Config(_Strict):
 
     aws: AwsConfig = AwsConfig()
     daemon: DaemonConfig = DaemonConfig()
+    manifests: ManifestsConfig = ManifestsConfig()
     sources: list[SourceConfig] = []
     apps: list[AppConfig] = []
 
@@ -221,23 +318,150 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part.startswith(("function-", "constrained-")) or part in ("int", "float", "str"):
+        elif _is_internal(part):
             continue
         else:
             out += f".{part}" if out else part
     return out
 
 
-_FRIENDLY = {
-    "missing": "required",
-    "extra_forbidden": "unknown key (check the spelling; see docs/config.md)",
+#: What a value of the type a pydantic error type names is called in messages.
+_EXPECTED = {
+    "string_type": "a string",
+    "string_unicode": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "a boolean (true or false)",
+    "bool_parsing": "a boolean (true or false)",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "set_type": "a list",
+    "frozen_set_type": "a list",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+    "dataclass_type": "a table",
+    "path_type": "a path (a string)",
 }
+
+#: How messages describe the patterns of ``Field(pattern=...)``.
+_PATTERNS = {
+    NAME_PATTERN: "must be letters, digits, '-', '_' or '.' "
+    "(up to 63 characters, the first a letter or digit)",
+    COMMIT_PATTERN: "must be a commit id: 7 to 40 lowercase hexadecimal digits",
+}
+
+#: Bounds (``Field(ge=...)``): error type -> (ctx key, wording).
+_BOUNDS = {
+    "greater_than_equal": ("ge", "must be at least"),
+    "greater_than": ("gt", "must be greater than"),
+    "less_than_equal": ("le", "must be at most"),
+    "less_than": ("lt", "must be less than"),
+}
+
+
+def _message(e: ErrorDetails) -> str:
+    """Plain words for one pydantic error: what was expected and what was given."""
+    kind, ctx, value = e["type"], e.get("ctx") or {}, e.get("input")
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        return _unknown_key(tuple(e["loc"]))
+    if kind in ("value_error", "assertion_error"):
+        return e["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    got = describe_value(value)
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {got}"
+    if kind == "string_pattern_mismatch":
+        pattern = str(ctx.get("pattern", ""))
+        wording = _PATTERNS.get(pattern, f"must match the pattern {pattern}")
+        return f"{wording}, got {got}"
+    if kind in _BOUNDS:
+        key, wording = _BOUNDS[kind]
+        return f"{wording} {ctx.get(key)}, got {got}"
+    if kind in ("literal_error", "enum"):
+        return f"must be one of {ctx.get('expected')}, got {got}"
+    if kind in ("string_too_short", "too_short"):
+        unit = "character" if kind == "string_too_short" else "item"
+        return f"must have at least {ctx.get('min_length')} {unit}(s), got {got}"
+    if kind in ("string_too_long", "too_long"):
+        unit = "character" if kind == "string_too_long" else "item"
+        return f"must have at most {ctx.get('max_length')} {unit}(s), got {got}"
+    # Any other pydantic error: keep its meaning, not its "Input should be" wording.
+    msg = e["msg"]
+    if msg.startswith("Input should be "):
+        return f"must be {msg.removeprefix('Input should be ')}, got {got}"
+    if msg.startswith("Input "):
+        return f"{msg.removeprefix('Input ')}; got {got}"
+    return msg
+
+
+def _is_model(tp: Any) -> TypeGuard[type[BaseModel]]:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _unwrap(tp: Any) -> Any:
+    """``X`` from ``X | None`` and ``Annotated[X, ...]``."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(options) != 1:
+                return tp
+            tp = options[0]
+        else:
+            return tp
+
+
+def _type_at(loc: tuple[int | str, ...]) -> Any:
+    """The annotated type at ``loc`` below :class:`Config`, or None if the path leaves it."""
+    tp: Any = Config
+    for part in loc:
+        tp = _unwrap(tp)
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if _is_model(tp) and isinstance(part, str) and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+        elif origin in (list, tuple, set, frozenset) and isinstance(part, int) and args:
+            tp = args[0]
+        elif origin in (dict, Mapping) and isinstance(part, str) and len(args) == 2:
+            tp = args[1]
+        else:
+            return None
+    return _unwrap(tp)
+
+
+def _unknown_key(loc: tuple[int | str, ...]) -> str:
+    """``unknown key; did you mean 'cluster'?`` from the keys of the table at ``loc[:-1]``."""
+    parts = tuple(p for p in loc if isinstance(p, int) or not _is_internal(p))
+    model = _type_at(parts[:-1]) if parts else None
+    key = parts[-1] if parts else None
+    if not _is_model(model) or not isinstance(key, str):
+        return "unknown key (check the spelling; see docs/config.md)"
+    known = list(model.model_fields)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if not close:
+        folded = {k.lower(): k for k in known}
+        spelt = key.lower().replace("-", "_")
+        close = [folded[spelt]] if spelt in folded else []
+    if close:
+        return f"unknown key; did you mean {close[0]!r}?"
+    return f"unknown key (known keys: {', '.join(known)})"
+
+
+def _is_internal(part: str) -> bool:
+    """Parts of a pydantic error location that are not keys (validator and type tags)."""
+    return part.startswith(("function-", "constrained-")) or part in ("int", "float", "str")
 
 
 def _format(err: ValidationError, path: str) -> str:
     lines = []
     for e in err.errors():
-        msg = _FRIENDLY.get(e["type"], e["msg"].removeprefix("Value error, "))
+        msg = _message(e)
         key = _loc(tuple(e["loc"]))
         lines.append(f"{key}: {msg}" if key else msg)
     return f"{path}: invalid configuration\n  " + "\n  ".join(dict.fromkeys(lines))

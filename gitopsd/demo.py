@@ -190,7 +190,7 @@ class Demo:
         step(4, "A commit with an image that cannot start")
         self.edit("apps/web/base/task-definition.yaml", "nginx:1.28", "nginx:broken")
         self.commit("web: try a broken build")
-        self.gitopsd("sync", "web", expect=(1,))
+        self.gitopsd("sync", "web", expect=(2,))
         say(
             """
             The new tasks failed to start; the deployment circuit breaker marked the

@@ -76,7 +76,18 @@ class BackendError(GitopsdError):
 
 
 class BackendUnavailable(BackendError, TemporaryError):
-    """Throttled, timed out or a 5xx from the backend, after our own retries."""
+    """Throttled, timed out or a 5xx from the backend, after our own retries.
+
+    ``maybe_applied`` is True when the request may have taken effect although
+    no answer said so (a 5xx, a read timeout, a dropped connection): a write
+    must not simply be sent again.
+    """
+
+    def __init__(
+        self, message: str, *, delay: float | None = None, maybe_applied: bool = False
+    ) -> None:
+        super().__init__(message, delay=delay)
+        self.maybe_applied = maybe_applied
 
 
 class BackendRejected(BackendError, PermanentError):
@@ -99,6 +110,18 @@ class ApplyError(GitopsdError):
 
 class RolloutFailed(PermanentError):
     """A deployment did not reach a steady state on the new revision."""
+
+
+class RolloutUnfinished(TemporaryError):
+    """A rollout was not judged in time, or another writer replaced it: a later pass looks again."""
+
+
+class AppLocked(TemporaryError):
+    """Another gitopsd process holds the app's lock (it is syncing the same app)."""
+
+
+class HistoryRewritten(SourceError, PermanentError):
+    """The new commit does not descend from the last applied one and the source refuses that."""
 
 
 def leaf_error(exc: BaseException) -> BaseException:

@@ -22,6 +22,9 @@ class Revision:
     source: str
     ref: str
     commit: str  # 40-hex commit id
+    #: Why this may not be the remote's current commit (the remote was unreachable, or
+    #: ``--offline``); empty when it was just resolved on the remote.
+    stale: str = ""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,26 @@ class Resource:
     @property
     def key(self) -> str:
         return f"{self.kind}/{self.name}"
+
+
+class HealthState(enum.StrEnum):
+    """How a live resource is doing, in Argo CD's words."""
+
+    HEALTHY = "Healthy"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+
+
+@dataclass(frozen=True)
+class Health:
+    """The live health of one resource, read during plan (e.g. a rollout still running)."""
+
+    state: HealthState
+    message: str = ""
+
+    @property
+    def settled(self) -> bool:
+        return self.state is HealthState.HEALTHY
 
 
 class Action(enum.StrEnum):
@@ -106,6 +129,8 @@ class ResourceChange:
     origin: Origin | None = None
     # Backend-private data the apply step needs (e.g. the ARN to point a service at).
     details: Mapping[str, JSON] = field(default_factory=dict)
+    #: Live health when the backend knows it (None: the resource has none, or does not exist).
+    health: Health | None = None
 
     @property
     def key(self) -> str:
@@ -127,3 +152,8 @@ class ChangeSet:
     @property
     def pending(self) -> tuple[ResourceChange, ...]:
         return tuple(r for r in self.resources if r.action is not Action.NOOP)
+
+    @property
+    def unsettled(self) -> tuple[ResourceChange, ...]:
+        """Resources whose live health is not Healthy (a rollout running or failing)."""
+        return tuple(r for r in self.resources if r.health is not None and not r.health.settled)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from gitopsd.engine.outcome import Outcome
-from gitopsd.model import MISSING, Action, FieldChange, ResourceChange
+from gitopsd.model import MISSING, Action, FieldChange, HealthState, ResourceChange
 
 _COLOURS = {"red": "31", "green": "32", "yellow": "33", "blue": "34", "bold": "1", "dim": "2"}
 
@@ -80,20 +80,64 @@ def _head(o: Outcome, paint: Painter) -> str:
     return paint(f"app {o.app}", "bold") + rev
 
 
-def format_outcomes(outcomes: Sequence[Outcome], paint: Painter, *, show_noop: bool = False) -> str:
+_HEALTH_COLOUR = {HealthState.PROGRESSING: "yellow", HealthState.DEGRADED: "red"}
+
+
+def _health_lines(o: Outcome, paint: Painter) -> list[str]:
+    if o.changeset is None:
+        return []
+    return [
+        paint(
+            f"  ! {rc.key}: {rc.health.state}: {rc.health.message}", _HEALTH_COLOUR[rc.health.state]
+        )
+        for rc in o.changeset.unsettled
+        if rc.health is not None
+    ]
+
+
+def format_plan(o: Outcome, paint: Painter) -> str:
+    """An app's pending changes, as printed before a sync applies them."""
+    out = [_head(o, paint) + paint("  plan:", "bold")]
+    if o.changeset is not None:
+        for rc in o.changeset.pending:
+            out += _resource_lines(rc, paint)
+    return "\n".join(out)
+
+
+def format_outcomes(
+    outcomes: Sequence[Outcome],
+    paint: Painter,
+    *,
+    show_noop: bool = False,
+    streamed: bool = False,
+) -> str:
+    """Each app's result. ``streamed``: the plan and the writes were printed as they
+    happened (sync), so only the totals, rollouts and errors are repeated."""
     out: list[str] = []
     for o in outcomes:
         out.append(_head(o, paint))
+        for w in o.warnings:
+            out.append(paint(f"  warning: {w}", "yellow"))
         if o.changeset is not None:
             pending = o.changeset.pending
-            for rc in o.changeset.resources:
-                if rc.action is not Action.NOOP or show_noop:
-                    out += _resource_lines(rc, paint)
-            if not pending:
+            if not streamed:
+                for rc in o.changeset.resources:
+                    if rc.action is not Action.NOOP or show_noop:
+                        out += _resource_lines(rc, paint)
+            unsettled = _health_lines(o, paint)
+            if not pending and not unsettled:
                 out.append(paint("  in sync: nothing to do", "green"))
+            elif not pending:
+                out.append(paint("  no changes in Git, but not every service is steady:", "yellow"))
+            out += unsettled
         if o.applied is not None:
-            for a in o.applied.applied:
-                out.append(paint(f"  applied {a.key}: {a.message}", "blue"))
+            if streamed:
+                if o.applied.applied:
+                    n = len(o.applied.applied)
+                    out.append(paint(f"  applied {n} change{'s' if n != 1 else ''}", "blue"))
+            else:
+                for a in o.applied.applied:
+                    out.append(paint(f"  applied {a.key}: {a.message}", "blue"))
         for r in o.rollouts:
             colour = "green" if r.ok else "red"
             out.append(paint(f"  rollout {r.key}: {r.state}: {r.message}", colour))
@@ -126,6 +170,8 @@ def outcome_json(o: Outcome) -> dict[str, Any]:
         "ok": o.ok,
         "reason": o.reason,
     }
+    if o.warnings:
+        doc["warnings"] = list(o.warnings)
     if o.changeset is not None:
         doc["in_sync"] = o.changeset.in_sync
         doc["resources"] = [
@@ -134,6 +180,11 @@ def outcome_json(o: Outcome) -> dict[str, Any]:
                 "name": rc.name,
                 "action": str(rc.action),
                 "changes": [_change_json(c) for c in rc.changes],
+                **(
+                    {"health": {"state": str(rc.health.state), "message": rc.health.message}}
+                    if rc.health is not None
+                    else {}
+                ),
             }
             for rc in o.changeset.resources
         ]
@@ -155,7 +206,16 @@ def outcome_json(o: Outcome) -> dict[str, Any]:
     return doc
 
 
-def write_json(outcomes: Sequence[Outcome], stream: TextIO | None = None) -> None:
+def write_json(
+    outcomes: Sequence[Outcome],
+    stream: TextIO | None = None,
+    *,
+    interrupted: tuple[str, Sequence[str]] | None = None,
+) -> None:
+    """The outcomes as one JSON document; ``interrupted`` = (signal name, journal lines)."""
     stream = stream or sys.stdout
-    json.dump({"apps": [outcome_json(o) for o in outcomes]}, stream, indent=2, default=str)
+    doc: dict[str, Any] = {"apps": [outcome_json(o) for o in outcomes]}
+    if interrupted is not None:
+        doc["interrupted"] = {"signal": interrupted[0], "journal": list(interrupted[1])}
+    json.dump(doc, stream, indent=2, default=str)
     stream.write("\n")

@@ -1,18 +1,38 @@
-"""Small durable records under the state directory.
+"""Small durable records under the state directory, and the per-app writer lock.
 
 gitopsd keeps little state of its own (Git and AWS hold the rest): the Git
 cache, and per app the last revision of each service that reached a steady
-state, so a failed rollout is rolled back to a revision known to be good
-rather than to "the previous one". Writes are atomic (write, fsync, rename).
+state on what Git asked for (the rollback target, never merely "the previous
+one") and the last commit applied (to notice a rewritten history). Writes are
+atomic (write, fsync, rename) and made off the event loop.
+
+One app must have one writer at a time, across processes: a timer's sync and
+a manual one, or two agents sharing a state directory. :class:`AppLock` is an
+exclusive ``flock`` on ``apps/<app>/lock``; every record of the app is read,
+changed and written while it is held, so no update is lost. The kernel drops
+the lock when its holder dies (even by SIGKILL), so a crash never leaves an
+app locked. The lock file names its holder, for the message another process
+prints while it waits.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
+import socket
+import sys
 import tempfile
+import time
 from pathlib import Path
+from types import TracebackType
 from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from gitopsd.errors import AppLocked
 
 
 class JsonRecord:
@@ -27,7 +47,7 @@ class JsonRecord:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError):
-            # A damaged record is as good as none: it is only a hint for rollbacks.
+            # A damaged record is as good as none: records are hints, AWS and Git hold the truth.
             return {}
         return data if isinstance(data, dict) else {}
 
@@ -45,11 +65,100 @@ class JsonRecord:
             raise
 
     def update(self, **values: Any) -> None:
+        """Merge ``values`` into the record (call it while holding the app's lock)."""
         data = self.load()
         if all(data.get(k) == v for k, v in values.items()):
             return
         data.update(values)
         self.save(data)
+
+    async def aload(self) -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(self.load)
+
+    async def aupdate(self, **values: Any) -> None:
+        await anyio.to_thread.run_sync(lambda: self.update(**values))
+
+
+class AppLock:
+    """An exclusive, cross-process lock on one app (``flock`` on ``apps/<app>/lock``)."""
+
+    POLL_START, POLL_MAX = 0.01, 0.25
+
+    def __init__(self, path: Path, app: str) -> None:
+        self.path = path
+        self.app = app
+        self._fd: int | None = None
+
+    def _try(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return False
+            raise
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": " ".join(
+                os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)
+            ),
+            "since": time.time(),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        self._fd = fd
+        return True
+
+    def holder(self) -> str:
+        """Who holds the lock, as far as its file says."""
+        try:
+            data = json.loads(self.path.read_text("utf-8") or "{}")
+        except (OSError, ValueError):
+            return "another gitopsd process"
+        if not isinstance(data, dict) or "pid" not in data:
+            return "another gitopsd process"
+        since = data.get("since")
+        age = f", for {time.time() - float(since):.0f}s" if isinstance(since, int | float) else ""
+        return f"pid {data['pid']} on {data.get('host', '?')} ({data.get('command', '?')}{age})"
+
+    async def acquire(self, timeout: float) -> None:
+        """Take the lock, waiting up to ``timeout`` seconds; raise :class:`AppLocked` after."""
+        delay = self.POLL_START
+        deadline = time.monotonic() + timeout
+        try:
+            while not self._try():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AppLocked(
+                        f"app {self.app!r} is being synced by {self.holder()}; waited "
+                        f"{timeout:g}s ([daemon].lock_timeout): try again when it is done"
+                    )
+                await anyio.sleep(min(delay, left))  # flock has no timeout: poll, backing off
+                delay = min(delay * 2, self.POLL_MAX)
+        except OSError as exc:
+            raise AppLocked(
+                f"app {self.app!r}: cannot lock {self.path}: {exc.strerror or exc}; "
+                "check that the state directory is writable"
+            ) from None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # the only descriptor: closing it drops the flock
+
+    async def __aenter__(self) -> AppLock:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
 
 
 class StateDir:
@@ -62,6 +171,16 @@ class StateDir:
     def git_cache(self) -> Path:
         return self.root / "git"
 
+    def app_dir(self, app: str) -> Path:
+        return self.root / "apps" / app
+
     def last_good(self, app: str) -> JsonRecord:
-        """Service name -> task-definition ARN last seen COMPLETED."""
-        return JsonRecord(self.root / "apps" / app / "last-good.json")
+        """Service name -> task-definition ARN last seen steady on what Git asked for."""
+        return JsonRecord(self.app_dir(app) / "last-good.json")
+
+    def applied(self, app: str) -> JsonRecord:
+        """The last revision applied: ``{"source", "commit", "at"}``."""
+        return JsonRecord(self.app_dir(app) / "applied.json")
+
+    def lock(self, app: str) -> AppLock:
+        return AppLock(self.app_dir(app) / "lock", app)

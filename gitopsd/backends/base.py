@@ -1,9 +1,11 @@
 """The protocol every backend implements; the engine sees backends only through it.
 
 A backend describes the manifests it accepts (a :class:`Schema` the engine
-renders with), turns rendered resources into a typed plan against live state,
-applies a plan, and verifies that what it applied reached a steady state.
-Amazon ECS (``gitopsd.backends.ecs``) is one backend.
+renders with), turns rendered resources into a typed plan against live state
+(with each live resource's health), applies a plan while telling a
+:class:`Journal` about every write as it is made, and verifies that what it
+applied, and anything the plan found still rolling out or failed, reached a
+steady state. Amazon ECS (``gitopsd.backends.ecs``) is one backend.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class Applied:
     at: float = 0.0
     #: The id of the PRIMARY deployment the write left (``ecs-svc/...``), when known.
     deployment: str = ""
+    #: The backend's record of that deployment (ECS: the service deployment ARN), when known.
+    service_deployment: str = ""
 
 
 @dataclass(frozen=True)
@@ -44,16 +48,35 @@ class ApplyResult:
 
 @dataclass(frozen=True)
 class RolloutStatus:
-    """The outcome of watching one rollout."""
+    """The outcome of watching one rollout.
+
+    ``state``: COMPLETED; FAILED (and not rolled back); ROLLED_BACK (by the
+    platform or by gitopsd, verified); TIMED_OUT (no verdict in time: a later
+    pass looks again); REPLACED (another writer started a newer deployment).
+    """
 
     key: str
-    state: str  # COMPLETED | FAILED | ROLLED_BACK | TIMED_OUT
+    state: str
     message: str = ""
     events: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def ok(self) -> bool:
         return self.state == "COMPLETED"
+
+    @property
+    def temporary(self) -> bool:
+        """Whether a later pass may see this rollout succeed without a change in Git."""
+        return self.state in ("TIMED_OUT", "REPLACED")
+
+
+class Journal(Protocol):
+    """Told about each write as soon as it is made, so an interrupted run can say what it did."""
+
+    def wrote(self, applied: Applied) -> None: ...
+
+    def unsure(self, key: str, message: str) -> None:
+        """A write whose outcome is unknown (interrupted or unanswered)."""
 
 
 class Backend(Protocol):
@@ -68,10 +91,18 @@ class Backend(Protocol):
     ) -> ChangeSet:
         """Compare desired resources with live state; read-only."""
 
-    async def apply(self, app: AppConfig, changeset: ChangeSet) -> ApplyResult:
-        """Make the writes the change set asks for, and nothing else."""
+    async def apply(
+        self, app: AppConfig, changeset: ChangeSet, journal: Journal | None = None
+    ) -> ApplyResult:
+        """Make the writes the change set asks for, and nothing else.
+
+        A write in flight when the caller is cancelled is finished (within the
+        call timeout) and reported to ``journal`` before the cancellation goes on.
+        """
 
     async def verify(
-        self, app: AppConfig, result: ApplyResult, timeout: float
+        self, app: AppConfig, changeset: ChangeSet, result: ApplyResult, timeout: float
     ) -> Sequence[RolloutStatus]:
-        """Watch what ``apply`` started until it is steady, failed, or ``timeout`` passes."""
+        """Follow what ``apply`` started, and whatever the change set found unsettled, until
+        each is steady, failed, rolled back or ``timeout`` passes. Records what reached a
+        steady state on the desired revision (the rollback target of later passes)."""

@@ -47,6 +47,9 @@ class Outcome:
     changeset: ChangeSet | None = None
     applied: ApplyResult | None = None
     rollouts: tuple[RolloutStatus, ...] = field(default_factory=tuple)
+    #: Things the user must know although the pass went on (a stale source, a rewritten
+    #: history that was followed).
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -4,6 +4,20 @@ Each app goes through the stages on its own; a failure in one app (a broken
 manifest, a throttled API) ends that app's pass with the failing stage as the
 reason and leaves the other apps to go on. Apps run concurrently in one
 anyio task group, bounded so a large config does not burst the AWS API.
+
+A sync holds the app's cross-process lock (:class:`~gitopsd.state.AppLock`)
+from plan to verify, so two gitopsd processes never interleave writes to one
+app, and every record of the app is written under it. Read-only passes
+(validate, diff, sync --dry-run) take no lock and write no record.
+
+Verify runs on every sync, also when there is nothing to change: a rollout
+that an interrupted run left running, or that failed meanwhile, is followed
+and judged (and rolled back when the policy says so); a pass never calls an
+app in sync while its rollout is failing.
+
+The source stage also guards history: a commit that does not descend from
+the app's last applied commit (a force-push, a branch reset) is reported, and
+refused when the source sets ``allow_history_rewrite = false``.
 """
 
 from __future__ import annotations
@@ -11,24 +25,32 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import replace
+from functools import partial
 from typing import Protocol
 
 import anyio
 import structlog
 
-from gitopsd.backends.base import ApplyResult, Backend
+from gitopsd.backends.base import ApplyResult, Backend, RolloutStatus
 from gitopsd.config import AppConfig, Config
+from gitopsd.engine.journal import AppJournal, Listener, RunJournal
 from gitopsd.engine.outcome import Outcome, Stage
 from gitopsd.engine.sources import SourceSet
 from gitopsd.errors import (
+    AppLocked,
     ApplyError,
     GitopsdError,
+    HistoryRewritten,
     RolloutFailed,
+    RolloutUnfinished,
     TemporaryError,
     leaf_error,
 )
 from gitopsd.manifests.render import render_app
+from gitopsd.model import Revision
+from gitopsd.state import StateDir
 
 log = structlog.get_logger(__name__)
 
@@ -57,12 +79,16 @@ class Reconciler:
         notifiers: Sequence[Notifier] = (),
         wait: bool | None = None,
         max_parallel_apps: int = 4,
+        listener: Listener | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
         self.sources = sources
         self.notifiers = list(notifiers)
         self.wait = wait
+        self.state = StateDir(config.daemon.state_dir)
+        self.journal = RunJournal(listener)
+        self.listener = listener
         self._apps_limit = anyio.CapacityLimiter(max_parallel_apps)
 
     async def run(self, apps: Sequence[AppConfig], mode: Mode) -> list[Outcome]:
@@ -81,7 +107,9 @@ class Reconciler:
 
     async def reconcile(self, app: AppConfig, mode: Mode) -> Outcome:
         started = time.monotonic()
-        outcome = await self._stages(app, mode)
+        journal = self.journal.for_app(app.name)
+        outcome = await self._stages(app, mode, journal)
+        journal.done = True
         log.info(
             "reconcile.done",
             app=app.name,
@@ -94,71 +122,147 @@ class Reconciler:
             self._notify(outcome)
         return outcome
 
-    async def _stages(self, app: AppConfig, mode: Mode) -> Outcome:
+    def _warn(self, app: str, outcome: Outcome, message: str) -> Outcome:
+        log.warning("reconcile.warning", app=app, message=message)
+        if self.listener is not None:
+            self.listener.warned(app, message)
+        return replace(outcome, warnings=(*outcome.warnings, message))
+
+    async def _stages(self, app: AppConfig, mode: Mode, journal: AppJournal) -> Outcome:
         """Run the stages in order; the first failure ends the pass with its stage."""
         outcome = Outcome(app=app.name)
         stage = Stage.SOURCE
-        try:
-            revision = await self.sources.revision(app.source)
-            outcome = replace(outcome, revision=revision)
-
-            stage = Stage.RENDER
-            reader = self.sources.reader(app.source, revision.commit)
-            schema = self.backend.schema
-            resources = await anyio.to_thread.run_sync(render_app, reader, app, schema)
-            outcome = replace(outcome, resources=tuple(resources))
-            if mode is Mode.RENDER:
-                return outcome
-
-            stage = Stage.PLAN
-            changeset = await self.backend.plan(app, resources, revision)
-            outcome = replace(outcome, changeset=changeset)
-            if mode is Mode.PLAN or changeset.in_sync:
-                return outcome
-
-            stage = Stage.APPLY
-            wait = app.sync.wait if self.wait is None else self.wait
+        async with AsyncExitStack() as held:
             try:
-                applied = await self.backend.apply(app, changeset)
-            except ApplyError as exc:
-                # Part was written before the failure: report it, and watch what it started.
-                partial = exc.partial
-                if isinstance(partial, ApplyResult):
-                    outcome = replace(outcome, applied=partial)
-                    if wait and any(a.rollout for a in partial.applied):
-                        rollouts = await self.backend.verify(app, partial, app.sync.timeout)
-                        outcome = replace(outcome, rollouts=tuple(rollouts))
-                raise
-            outcome = replace(outcome, applied=applied)
-            if not wait:
-                return outcome
+                journal.stage = stage
+                revision = await self.sources.revision(app.source)
+                journal.revision = revision
+                outcome = replace(outcome, revision=revision)
+                if revision.stale:
+                    outcome = self._warn(app.name, outcome, revision.stale)
 
-            stage = Stage.VERIFY
-            rollouts = await self.backend.verify(app, applied, app.sync.timeout)
-            outcome = replace(outcome, rollouts=tuple(rollouts))
-            failed = [r for r in rollouts if not r.ok]
-            if failed:
-                raise RolloutFailed("; ".join(f"{r.key}: {r.message}" for r in failed))
-            return outcome
-        except Exception as exc:
-            error = leaf_error(exc)
-            if isinstance(error, GitopsdError):
-                message = str(error)
-            else:
-                log.error(
-                    "reconcile.internal_error", app=app.name, stage=str(stage), exc_info=error
+                stage = journal.stage = Stage.RENDER
+                reader = self.sources.reader(app.source, revision.commit)
+                schema = self.backend.schema
+                resources = await anyio.to_thread.run_sync(
+                    partial(
+                        render_app,
+                        max_file_size=self.config.manifests.max_file_size,
+                    ),
+                    reader,
+                    app,
+                    schema,
                 )
-                message = f"internal error: {type(error).__name__}: {error}"
-            return replace(
-                outcome,
-                failed_stage=stage,
-                message=message,
-                temporary=(
-                    error.temporary
-                    if isinstance(error, ApplyError)
-                    else isinstance(error, TemporaryError)
-                ),
+                outcome = replace(outcome, resources=tuple(resources))
+                if mode is Mode.RENDER:
+                    return outcome
+
+                if mode is Mode.SYNC:
+                    stage = journal.stage = Stage.APPLY  # a busy lock fails the apply
+                    lock = self.state.lock(app.name)
+                    await lock.acquire(self.config.daemon.lock_timeout)
+                    held.push_async_exit(lock)
+
+                stage = journal.stage = Stage.SOURCE
+                warning = await self._check_history(app, revision, mode)
+                if warning:
+                    outcome = self._warn(app.name, outcome, warning)
+
+                stage = journal.stage = Stage.PLAN
+                changeset = await self.backend.plan(app, resources, revision)
+                outcome = replace(outcome, changeset=changeset)
+                if mode is Mode.PLAN:
+                    return outcome
+                if self.listener is not None and changeset.pending:
+                    self.listener.planned(outcome)
+
+                stage = journal.stage = Stage.APPLY
+                wait = app.sync.wait if self.wait is None else self.wait
+                applied = ApplyResult(app=app.name)
+                if changeset.pending:
+                    try:
+                        applied = await self.backend.apply(app, changeset, journal)
+                    except ApplyError as exc:
+                        # Part was written before the failure: report it, and watch what
+                        # it started.
+                        written = exc.partial
+                        if isinstance(written, ApplyResult):
+                            outcome = replace(outcome, applied=written)
+                            if wait and any(a.rollout for a in written.applied):
+                                stage = journal.stage = Stage.VERIFY
+                                rollouts = await self.backend.verify(
+                                    app, changeset, written, app.sync.timeout
+                                )
+                                outcome = replace(outcome, rollouts=tuple(rollouts))
+                                stage = Stage.APPLY
+                        raise
+                    outcome = replace(outcome, applied=applied)
+                await self._record_applied(app, revision)
+                if not wait:
+                    return outcome
+
+                stage = journal.stage = Stage.VERIFY
+                rollouts = await self.backend.verify(app, changeset, applied, app.sync.timeout)
+                outcome = replace(outcome, rollouts=tuple(rollouts))
+                _raise_for(rollouts)
+                return outcome
+            except Exception as exc:
+                return self._failed(app, outcome, stage, exc)
+
+    async def _check_history(self, app: AppConfig, revision: Revision, mode: Mode) -> str:
+        """A warning when ``revision`` does not descend from the app's last applied commit."""
+        record = await self.state.applied(app.name).aload()
+        last = record.get("commit")
+        if not isinstance(last, str) or record.get("source") != app.source:
+            return ""
+        if last == revision.commit or revision.commit == "worktree":
+            return ""
+        descends = await self.sources.is_ancestor(app.source, last, revision.commit)
+        if descends:
+            return ""
+        why = "is not in the fetched history" if descends is None else "is not an ancestor of it"
+        text = (
+            f"history rewritten: commit {revision.commit[:12]} of {revision.ref} does not "
+            f"descend from the last applied commit {last[:12]} (it {why}); a force-push or a "
+            "branch reset?"
+        )
+        source = self.config.source(app.source)
+        if not source.allow_history_rewrite and mode is Mode.SYNC:
+            raise HistoryRewritten(
+                f"{text} Refused: sources[{source.name}].allow_history_rewrite is false. Push a "
+                f"commit on top of {last[:12]}, or set allow_history_rewrite = true to follow it."
             )
+        return text
+
+    async def _record_applied(self, app: AppConfig, revision: Revision) -> None:
+        if revision.commit == "worktree":
+            return
+        try:
+            await self.state.applied(app.name).aupdate(
+                source=app.source, commit=revision.commit, at=time.time()
+            )
+        except OSError as exc:
+            log.warning("state.write_failed", app=app.name, error=str(exc))
+
+    def _failed(self, app: AppConfig, outcome: Outcome, stage: Stage, exc: Exception) -> Outcome:
+        error = leaf_error(exc)
+        if isinstance(error, GitopsdError):
+            message = str(error)
+        else:
+            log.error("reconcile.internal_error", app=app.name, stage=str(stage), exc_info=error)
+            message = f"internal error: {type(error).__name__}: {error}"
+        if isinstance(error, AppLocked):
+            stage = Stage.APPLY
+        return replace(
+            outcome,
+            failed_stage=stage,
+            message=message,
+            temporary=(
+                error.temporary
+                if isinstance(error, ApplyError)
+                else isinstance(error, TemporaryError)
+            ),
+        )
 
     def _notify(self, outcome: Outcome) -> None:
         for notifier in self.notifiers:
@@ -166,3 +270,13 @@ class Reconciler:
                 notifier.notify(outcome)
             except Exception:
                 log.exception("notify.failed", app=outcome.app, notifier=type(notifier).__name__)
+
+
+def _raise_for(rollouts: Sequence[RolloutStatus]) -> None:
+    failed = [r for r in rollouts if not r.ok]
+    if not failed:
+        return
+    text = "; ".join(f"{r.key}: {r.state}: {r.message}" for r in failed)
+    if all(r.temporary for r in failed):
+        raise RolloutUnfinished(text)
+    raise RolloutFailed(text)

@@ -9,28 +9,43 @@ ignores the rest, and a repository may hold large binaries).
 as the Git source reads a commit, so ``validate --dir`` sees what a sync would
 see: symlinks and submodules are reported, never followed, and paths stay
 inside the directory.
+
+When a remote cannot be reached (:class:`~gitopsd.errors.SourceUnavailable`),
+or with ``offline=True``, a Git source falls back to the commit its cache
+last fetched for the ref, and the revision says so in ``Revision.stale``: the
+apps go on with what Git said last (as Flux keeps its last artifact) and the
+user is told it may be out of date.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
 import anyio
+import anyio.to_thread
+import structlog
 
 from gitopsd.config import Config
-from gitopsd.errors import SourceRejected
+from gitopsd.errors import SourceRejected, SourceUnavailable
 from gitopsd.manifests.loader import MANIFEST_SUFFIXES
 from gitopsd.model import Revision
 from gitopsd.source import cache
-from gitopsd.source.git import GitSource
+from gitopsd.source.git import CachedRevision, GitSource
+
+log = structlog.get_logger(__name__)
 
 
 class Source(Protocol):
     async def fetch(self) -> Revision: ...
+
+    def cached_revision(self) -> CachedRevision: ...
+
+    def is_ancestor(self, ancestor: str, commit: str) -> bool | None: ...
 
     def read_tree(
         self, commit: str, prefix: str, *, suffixes: tuple[str, ...] | None = None
@@ -57,6 +72,12 @@ class DirectorySource:
         if not self.root.is_dir():
             raise SourceRejected(f"source {self.name!r}: {self.root} is not a directory")
         return Revision(source=self.name, ref=str(self.root), commit="worktree")
+
+    def cached_revision(self) -> CachedRevision:
+        return CachedRevision(Revision(self.name, str(self.root), "worktree"), None)
+
+    def is_ancestor(self, ancestor: str, commit: str) -> bool | None:
+        return None  # a working directory has no history
 
     def read_tree(
         self, commit: str, prefix: str, *, suffixes: tuple[str, ...] | None = None
@@ -131,16 +152,29 @@ def _collect(
             out[path] = Path(entry.path).read_bytes()
 
 
+def _age(fetched_at: float | None) -> str:
+    if fetched_at is None:
+        return "at an unknown time"
+    seconds = max(0.0, time.time() - fetched_at)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
 class SourceSet:
     """The sources of one configuration, fetched at most once per pass."""
 
-    def __init__(self, config: Config, *, directory: Path | None = None) -> None:
+    def __init__(
+        self, config: Config, *, directory: Path | None = None, offline: bool = False
+    ) -> None:
+        self.offline = offline and directory is None
         self._sources: dict[str, Source] = {}
         for s in config.sources:
             self._sources[s.name] = (
                 DirectorySource(s.name, directory)
                 if directory is not None
-                else GitSource(s, config.daemon.state_dir / "git")
+                else GitSource(s, config.daemon.state_dir / "git", repair_reads=not self.offline)
             )
         self._locks = {name: anyio.Lock() for name in self._sources}
         self._pass: dict[str, Revision | BaseException] = {}
@@ -156,13 +190,40 @@ class SourceSet:
         async with self._locks[name]:
             if name not in self._pass:
                 try:
-                    self._pass[name] = await self._sources[name].fetch()
+                    self._pass[name] = await self._resolve(name)
                 except Exception as exc:  # remembered so every app of the source reports it
                     self._pass[name] = exc
             found = self._pass[name]
         if isinstance(found, BaseException):
             raise found
         return found
+
+    async def _resolve(self, name: str) -> Revision:
+        source = self._sources[name]
+        if self.offline:
+            return await self._cached(name, "offline (--offline)")
+        try:
+            return await source.fetch()
+        except SourceUnavailable as exc:
+            try:
+                return await self._cached(name, f"the remote is unreachable ({exc})")
+            except (SourceRejected, SourceUnavailable):
+                raise exc from None
+
+    async def _cached(self, name: str, why: str) -> Revision:
+        cached = await anyio.to_thread.run_sync(self._sources[name].cached_revision)
+        rev = cached.revision
+        stale = (
+            f"{why}; using the last fetched commit {rev.commit[:12]} of {rev.ref} "
+            f"(fetched {_age(cached.fetched_at)}), which may be stale"
+        )
+        log.warning("source.stale", source=name, commit=rev.commit, reason=why)
+        return Revision(rev.source, rev.ref, rev.commit, stale=stale)
+
+    async def is_ancestor(self, name: str, ancestor: str, commit: str) -> bool | None:
+        """Whether ``ancestor`` is ``commit`` or before it in the history (None: unknown)."""
+        source = self._sources[name]
+        return await anyio.to_thread.run_sync(source.is_ancestor, ancestor, commit)
 
     def reader(self, name: str, commit: str) -> Callable[[str], Mapping[str, bytes]]:
         """A manifest reader for the render layer: only manifest files' contents are read."""

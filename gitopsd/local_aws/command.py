@@ -4,6 +4,10 @@ The command is registered by :func:`register` on the main CLI and is also what
 ``python -m gitopsd.local_aws`` runs (the test harness starts it that way).
 moto is imported only inside :func:`run`, so the base install (without the
 ``local`` extra) still loads the CLI and explains what to install.
+
+On stdout, ``local-aws: starting (loading moto) ...`` comes at once (importing
+moto takes seconds), then ``local-aws: ready on http://HOST:PORT (region R)``
+once the server accepts connections. SIGINT or SIGTERM stop it with status 0.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ at it with --endpoint-url http://HOST:PORT and dummy credentials.
 --fail-image patterns are shell globs matched against the whole image string
 ('*:broken', 'registry.example/app:*'); prefix a pattern with 're:' for a
 Python regular expression searched in the image ('re:^nginx:1\\.2').
-Control endpoints (reset, settings, manual clock) live under /_gitopsd/.
+Control endpoints (reset, settings, manual clock, faults) live under /_gitopsd/.
+It prints "local-aws: ready on http://HOST:PORT (region R)" once it accepts
+connections (or poll GET /_gitopsd/health); Ctrl-C or SIGTERM stop it (exit 0).
 """
 
 
@@ -95,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"local-aws: {exc}", file=sys.stderr)
         return 2
+    print("local-aws: starting (loading moto) ...", flush=True)
     try:
         from gitopsd.local_aws.server import build_server
     except ImportError as exc:
@@ -109,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     host, port = server.server_address[:2]
 
     def announce() -> None:
-        print(f"local-aws: serving ECS on http://{host}:{port} (region {args.region})", flush=True)
+        print(f"local-aws: ready on http://{host}:{port} (region {args.region})", flush=True)
 
     serve_until_signalled(server, announce)
     return 0

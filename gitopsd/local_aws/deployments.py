@@ -23,11 +23,15 @@ The model, per service:
   it is RUNNING, or - when its image is configured to fail - it stops and
   counts in ``failedTasks``.
 - With the circuit breaker on, ``failedTasks`` reaching the threshold makes the
-  rollout FAILED; with rollback on, a new PRIMARY deployment of the last
-  COMPLETED service revision starts (ECS creates no new revision for a
-  rollback) and the service deployment goes ROLLBACK_IN_PROGRESS ->
-  ROLLBACK_SUCCESSFUL (or ROLLBACK_FAILED). Without the breaker a failing
-  deployment keeps replacing tasks and stays IN_PROGRESS, as ECS does.
+  rollout FAILED. With rollback on, the service deployment goes
+  ROLLBACK_REQUESTED at once while the FAILED deployment stays PRIMARY (the
+  window real ECS shows too); at the next step (one ``1 / pace`` later) a new
+  PRIMARY deployment of the last COMPLETED service revision starts (ECS creates
+  no new revision for a rollback) and the service deployment goes
+  ROLLBACK_IN_PROGRESS -> ROLLBACK_SUCCESSFUL (or ROLLBACK_FAILED).
+  StopServiceDeployment (ROLLBACK) starts its rollback deployment at once.
+  Without the breaker a failing deployment keeps replacing tasks and stays
+  IN_PROGRESS, as ECS does.
 - The PRIMARY deployment completes when it runs ``desiredCount`` tasks and no
   other deployment is left: events "(deployment X) deployment completed." and
   "has reached a steady state.".
@@ -80,6 +84,7 @@ MAX_EVENTS = 100
 MAX_STEPS_PER_ADVANCE = 100_000
 
 BREAKER_REASON = "ECS deployment circuit breaker: tasks failed to start."
+BREAKER_ROLLBACK_REASON = "Circuit breaker triggered: tasks failed to start."
 UNABLE_TO_START = (
     "is unable to consistently start tasks successfully. For more information, "
     "see the Troubleshooting section of the Amazon ECS Developer Guide."
@@ -110,6 +115,8 @@ class ServiceSim:
         self.next_step_at: datetime | None = None
         self.active = True
         self._steady = False
+        #: A service deployment in ROLLBACK_REQUESTED whose rollback starts at the next step.
+        self.rollback_due: ServiceDeploymentRecord | None = None
 
     # ----------------------------------------------------------------- queries
 
@@ -198,6 +205,7 @@ class ServiceSim:
     ) -> ServiceDeploymentRecord:
         """A change that needs a deployment: new PRIMARY deployment and service deployment."""
         self._require_active()
+        self.rollback_due = None  # a requested rollback is superseded like the deployment
         sources = _unique_revisions(d.revision for d in self.deployments if d.running)
         for old in self.deployments:
             old.status = ACTIVE
@@ -283,6 +291,7 @@ class ServiceSim:
             d.desired_count = 0
             d.updated_at = now
         self.records.clear()
+        self.rollback_due = None
         self.next_step_at = None
 
     # ------------------------------------------------------------------- time
@@ -313,6 +322,8 @@ class ServiceSim:
     def _has_due_work(self) -> bool:
         if not self.deployments:
             return False
+        if self.rollback_due is not None:
+            return True
         primary = self.deployments[0]
         return bool(primary.pending) and primary.rollout_state != ROLLOUT_FAILED
 
@@ -326,6 +337,13 @@ class ServiceSim:
             self.next_step_at = now + interval
 
     def _step(self, now: datetime, probe: StartProbe) -> None:
+        if self.rollback_due is not None:
+            record, self.rollback_due = self.rollback_due, None
+            if record.status == SD_ROLLBACK_REQUESTED and self.last_completed is not None:
+                self._start_rollback(record, BREAKER_ROLLBACK_REASON, now)
+                self._reconcile(now)
+                self._check_steady(now)
+                return
         primary = self.primary
         if primary.pending and primary.rollout_state != ROLLOUT_FAILED:
             task = primary.pending.pop(0)
@@ -383,7 +401,11 @@ class ServiceSim:
                 BREAKER_REASON + " No completed service revision to roll back to.",
             )
         else:
-            self._start_rollback(record, "Circuit breaker triggered: tasks failed to start.", now)
+            # ECS shows the FAILED deployment (still PRIMARY) and ROLLBACK_REQUESTED
+            # for a while; the rollback deployment starts at the next step.
+            record.status = SD_ROLLBACK_REQUESTED
+            record.status_reason = BREAKER_ROLLBACK_REASON
+            self.rollback_due = record
 
     def _start_rollback(self, record: ServiceDeploymentRecord, reason: str, now: datetime) -> None:
         """New PRIMARY deployment of the last completed revision, for ``record``."""

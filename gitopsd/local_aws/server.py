@@ -25,19 +25,33 @@
   ``POST /_gitopsd/advance``   ``{"seconds": 2.5}``: move the manual clock, then settle every
                                service; 409 if the clock is ``real``. Answers ``{"now": ...}``
   ``POST /_gitopsd/settle``    settle every service at the current simulated time
-  ``POST /_gitopsd/faults``    ``{"operation": "RegisterTaskDefinition", "error":
-                               "ThrottlingException", "count": 3}``: the next 3 such calls fail
-                               (see :mod:`gitopsd.local_aws.faults`); ``GET`` lists, ``DELETE``
-                               clears
+  ``POST /_gitopsd/faults``    arm a fault rule, or ``{"rules": [...]}``: ``{"operation":
+                               "RegisterTaskDefinition", "error": "ThrottlingException",
+                               "count": 3}`` fails the next 3 such calls; 400 if a rule is bad.
+                               Optional keys (see :mod:`gitopsd.local_aws.faults`):
+                               ``operation`` ``"*"`` or a list; ``rate`` (0..1) with ``seed``;
+                               ``duration`` (s); ``phase`` ``"before"`` (moto never sees the
+                               call) or ``"after"`` (moto processes it, the answer is
+                               replaced); ``error`` ``"drop"`` (close the connection, no
+                               answer) or ``null`` (just slow); ``latency`` (s, at most 60)
+  ``GET  /_gitopsd/faults``    ``{"faults": [rule + "matched", "injected", "active" ...],
+                               "injected": [{"operation", "error", "phase", ...}, ...]}``
+  ``DELETE /_gitopsd/faults``  disarm every rule, clear the injection log
   ==========================  ==============================================================
+
+A fault applies to AWS operations only (never to ``/_gitopsd/`` or ``/moto-api``);
+a faulted call is still in the call log.
 
 Times in control answers are ISO 8601 strings in UTC.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import socket
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
@@ -56,6 +70,7 @@ from gitopsd.local_aws.ecs_backend import (
     install,
     settle_all,
 )
+from gitopsd.local_aws.faults import MAX_LATENCY, PHASE_BEFORE, Injection
 from gitopsd.local_aws.runtime import Runtime
 from gitopsd.local_aws.settings import SettingsError
 
@@ -101,13 +116,53 @@ class LocalAwsApp:
         operation = operation_name(environ)
         if operation:
             self.runtime.calls.record(operation)
-            fault = self.runtime.faults.take(operation)
-            if fault is not None:
-                response = Response(
-                    fault.body(), status=fault.status, mimetype="application/x-amz-json-1.1"
-                )
-                return response(environ, start_response)
+            injection = self.runtime.faults.match(operation)
+            if injection is not None:
+                return self._inject(injection, environ, start_response)
         return self.moto_app(environ, start_response)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ faults
+
+    def _inject(
+        self, injection: Injection, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """Answer one AWS call as the fault rule that fired says."""
+        if injection.phase == PHASE_BEFORE:
+            _delay(injection.latency)
+            if injection.error is None:
+                return self.moto_app(environ, start_response)  # type: ignore[no-any-return]
+        else:
+            status, headers, body = self._call_moto(environ)
+            _delay(injection.latency)
+            if injection.error is None:
+                start_response(status, headers)
+                return [body]
+        if injection.drop:
+            _drop_connection(environ, unread=injection.phase == PHASE_BEFORE)
+        response = Response(
+            injection.body(), status=injection.status, mimetype="application/x-amz-json-1.1"
+        )
+        return response(environ, start_response)
+
+    def _call_moto(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+        """Let moto process the request; its whole answer, not sent."""
+        answer: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        def capture(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], None]:
+            answer["status"], answer["headers"] = status, list(headers)
+            return chunks.append
+
+        result = self.moto_app(environ, capture)
+        try:
+            chunks.extend(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        return answer["status"], answer["headers"], b"".join(chunks)
 
     # ---------------------------------------------------------- control plane
 
@@ -190,6 +245,34 @@ class LocalAwsApp:
         with self.runtime.lock:
             settle_all()
             return {"now": self.runtime.clock.now().isoformat()}
+
+
+def _delay(seconds: float) -> None:
+    """An injected latency: really wait (bounded by ``faults.MAX_LATENCY``)."""
+    if seconds > 0:
+        time.sleep(min(seconds, MAX_LATENCY))
+
+
+def _drop_connection(environ: dict[str, Any], *, unread: bool) -> None:
+    """Shut the client's TCP connection down, unanswered; werkzeug then drops the request.
+
+    Raises :class:`ConnectionAbortedError`, which werkzeug's request handler takes
+    for a connection the client dropped (nothing is written, nothing logged).
+    """
+    sock = environ.get("werkzeug.socket")
+    if sock is None:
+        raise RuntimeError("'drop' faults need the werkzeug server (no werkzeug.socket)")
+    if unread:  # read the request body first: unread data turns the close into a reset
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > 0:
+            environ["wsgi.input"].read(length)
+    with contextlib.suppress(OSError):  # already gone
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+    raise ConnectionAbortedError("connection dropped by an injected fault")
 
 
 def _body(request: Request) -> dict[str, Any]:

@@ -10,7 +10,7 @@ Typical use, one server per test session and a reset between tests::
         aws.reset()
 
 The server is ``python -m gitopsd.local_aws`` on a free loopback port (it binds
-port 0 and reports the address on its first stdout line); it stops on SIGTERM
+port 0 and reports the address on its ``ready on`` line); it stops on SIGTERM
 when the context exits. Control calls go to the ``/_gitopsd/`` endpoints
 documented in :mod:`gitopsd.local_aws.server`, with the standard library only:
 importing this module needs neither moto nor boto3 (``boto3_client`` imports
@@ -35,7 +35,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-READY_LINE = re.compile(r"local-aws: serving ECS on (http://\S+) \(region (\S+)\)")
+#: The line ``local-aws`` prints once it accepts connections (after "starting ...").
+READY_LINE = re.compile(r"local-aws: ready on (http://\S+) \(region (\S+)\)")
 DUMMY_ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
 DUMMY_SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
@@ -236,6 +237,53 @@ class LocalAws:
     ) -> None:
         """Make the next ``count`` calls of ``operation`` fail with ``error``."""
         self._control("POST", "faults", {"operation": operation, "error": error, "count": count})
+
+    def arm_fault(
+        self,
+        operation: str | Sequence[str],
+        error: str | None = "ThrottlingException",
+        *,
+        count: int | None = None,
+        rate: float | None = None,
+        seed: int | None = None,
+        phase: str = "before",
+        latency: float | None = None,
+        duration: float | None = None,
+    ) -> dict[str, Any]:
+        """Arm one fault rule (see :mod:`gitopsd.local_aws.faults`); returns it as listed.
+
+        ``operation``: a name, ``"*"`` (every AWS operation) or several names.
+        ``error``: an AWS error code, ``"drop"`` (close the connection unanswered)
+        or None (no error: with ``latency``, just slow). ``count`` None leaves the
+        server's default: 1, or no cap when ``rate`` or ``duration`` is given.
+        """
+        rule: dict[str, Any] = {
+            "operation": operation if isinstance(operation, str) else list(operation),
+            "error": error,
+            "phase": phase,
+        }
+        optional = {
+            "count": count,
+            "rate": rate,
+            "seed": seed,
+            "latency": latency,
+            "duration": duration,
+        }
+        rule.update({key: value for key, value in optional.items() if value is not None})
+        armed: dict[str, Any] = self._control("POST", "faults", rule)["faults"][-1]
+        return armed
+
+    def inject_faults(self, rules: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Arm several fault rules (JSON objects as ``POST /_gitopsd/faults`` takes them)."""
+        return dict(self._control("POST", "faults", {"rules": list(rules)}))
+
+    def faults(self) -> dict[str, Any]:
+        """``{"faults": [rule ...], "injected": [{"operation", "error", "phase" ...}]}``."""
+        return dict(self._control("GET", "faults"))
+
+    def clear_faults(self) -> None:
+        """Disarm every fault rule and clear the injection log."""
+        self._control("DELETE", "faults")
 
     def settle(self) -> None:
         """Settle every service at the current simulated time."""

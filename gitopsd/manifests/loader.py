@@ -30,7 +30,9 @@ from typing import Any, TypeVar
 import yaml
 import yaml.constructor
 import yaml.nodes
+import yaml.reader
 
+from gitopsd.config import DEFAULT_MAX_FILE_SIZE, format_size
 from gitopsd.errors import Problem
 from gitopsd.manifests.schema import Schema
 from gitopsd.model import Origin
@@ -131,14 +133,21 @@ def display_name(path: str) -> str:
         return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def parse_file(file: str, raw: bytes) -> tuple[list[LocatedDoc], list[Problem]]:
+def parse_file(
+    file: str, raw: bytes, *, max_file_size: int | None = None
+) -> tuple[list[LocatedDoc], list[Problem]]:
     """Every non-empty mapping document of one file, and what was wrong.
 
     A JSON file (``*.json``) holds one document; a YAML file any number. A
     document that is not a mapping is a problem; ``kind`` is not checked here.
-    Documents and problems name the file by :func:`display_name`.
+    Documents and problems name the file by :func:`display_name`. A file larger
+    than ``max_file_size`` bytes (if given) is refused before it is decoded or
+    parsed; :func:`read_documents` and everything above it pass the cap
+    (default :data:`~gitopsd.config.DEFAULT_MAX_FILE_SIZE`).
     """
     file = display_name(file)
+    if max_file_size is not None and len(raw) > max_file_size:
+        return [], [too_large(file, len(raw), max_file_size)]
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -147,6 +156,22 @@ def parse_file(file: str, raw: bytes) -> tuple[list[LocatedDoc], list[Problem]]:
     if posixpath.splitext(file)[1].lower() == ".json":
         return _parse_json(file, text)
     return _parse_yaml(file, text)
+
+
+def too_large(file: str, size: int, max_size: int) -> Problem:
+    """The problem of a manifest file over the size cap."""
+
+    def exact(n: int) -> str:
+        human = format_size(n)
+        return human if human.endswith(("byte", "bytes")) else f"{human} ({n} bytes)"
+
+    return Problem(
+        file,
+        None,
+        "",
+        f"file is {exact(size)}, larger than the limit of {exact(max_size)} for one manifest "
+        "file, so it was not parsed: split it, or raise [manifests].max_file_size",
+    )
 
 
 def _mapping_doc(
@@ -319,6 +344,11 @@ def _parse_yaml(file: str, text: str) -> tuple[list[LocatedDoc], list[Problem]]:
                 docs.append(doc)  # keep it (last duplicate wins) so later checks still run
     except yaml.MarkedYAMLError as exc:
         problems.append(_yaml_problem(file, exc))
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow: no mark, a position
+        line, column = _line_column(text, exc.position)
+        problems.append(
+            Problem(file, line, "", f"invalid YAML at column {column}: {_reader_message(exc)}")
+        )
     except yaml.YAMLError as exc:
         problems.append(Problem(file, None, "", f"invalid YAML: {exc}"))
     except RecursionError:  # PyYAML composes recursively: find where it got too deep
@@ -347,12 +377,38 @@ def _yaml_too_deep_line(text: str) -> int | None:
 
 
 def _yaml_problem(file: str, exc: yaml.MarkedYAMLError) -> Problem:
+    """The parser's error at the parser's own position: where it found the problem.
+
+    PyYAML's marks are 0-based; problems count lines and columns from 1, as
+    PyYAML's own message (``line 7, column 5``) and editors do. The construct the
+    parser was in (``while parsing a flow sequence``) keeps its position too,
+    since it often starts on an earlier line than the problem.
+    """
     mark = exc.problem_mark or exc.context_mark
-    line = mark.line + 1 if mark is not None else None
-    what = exc.problem or str(exc)
-    if exc.context:
-        what += f" ({exc.context})"
-    return Problem(file, line, "", f"invalid YAML: {what}")
+    what = exc.problem or exc.context or "syntax error"
+    context = exc.context if exc.problem else None
+    if context:
+        started = exc.context_mark
+        if started is not None and mark is not None and started.line != mark.line:
+            context += f" started at line {started.line + 1}, column {started.column + 1}"
+        elif started is not None and mark is not None and started.column != mark.column:
+            context += f" started at column {started.column + 1}"
+        what += f" ({context})"
+    if mark is None:
+        return Problem(file, None, "", f"invalid YAML: {what}")
+    return Problem(file, mark.line + 1, "", f"invalid YAML at column {mark.column + 1}: {what}")
+
+
+def _reader_message(exc: yaml.reader.ReaderError) -> str:
+    if isinstance(exc.character, int):
+        return f"unacceptable character #x{exc.character:04x}: {exc.reason}"
+    return str(exc.reason)
+
+
+def _line_column(text: str, position: int) -> tuple[int, int]:
+    """1-based line and column of the character at ``position`` in ``text``."""
+    line_start = text.rfind("\n", 0, position) + 1
+    return text.count("\n", 0, position) + 1, position - line_start + 1
 
 
 # --- JSON -------------------------------------------------------------------------------------
@@ -452,7 +508,9 @@ def _parse_json(file: str, text: str) -> tuple[list[LocatedDoc], list[Problem]]:
     try:
         json.loads(text)  # NaN and Infinity pass here; the builder reports them with a line
     except json.JSONDecodeError as exc:
-        return [], [Problem(file, exc.lineno, "", f"invalid JSON: {exc.msg}")]
+        # json's lineno and colno count from 1 already
+        message = f"invalid JSON at column {exc.colno}: {exc.msg}"
+        return [], [Problem(file, exc.lineno, "", message)]
     except RecursionError:
         return [], [Problem(file, _json_too_deep_line(text), "", _TOO_DEEP)]
     builder = _JsonBuilder(file, text)
@@ -522,24 +580,33 @@ def _missing_kind_message(data: Mapping[str, Any], kinds: str, schema: Schema) -
 
 
 def load_manifests(
-    files: Mapping[str, bytes], schema: Schema
+    files: Mapping[str, bytes], schema: Schema, *, max_file_size: int = DEFAULT_MAX_FILE_SIZE
 ) -> tuple[list[LocatedDoc], list[Problem]]:
-    """Every manifest among ``files`` (path -> content), in path and document order."""
-    return read_documents(files, functools.partial(check_manifest, schema=schema))
+    """Every manifest among ``files`` (path -> content), in path and document order.
+
+    A file over ``max_file_size`` bytes is a problem and is not parsed.
+    """
+    return read_documents(
+        files, functools.partial(check_manifest, schema=schema), max_file_size=max_file_size
+    )
 
 
 def read_documents(
-    files: Mapping[str, bytes], read: Callable[[LocatedDoc], tuple[T | None, list[Problem]]]
+    files: Mapping[str, bytes],
+    read: Callable[[LocatedDoc], tuple[T | None, list[Problem]]],
+    *,
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
 ) -> tuple[list[T], list[Problem]]:
     """``read`` over every document of the manifest files among ``files``, in order.
 
     Returns what ``read`` made of each document (``None``: nothing) and every
-    problem, from parsing as well as from ``read``.
+    problem, from parsing as well as from ``read``. A file over ``max_file_size``
+    bytes is a problem and is not parsed.
     """
     out: list[T] = []
     problems: list[Problem] = []
     for path in manifest_files(files):
-        parsed, found = parse_file(path, files[path])
+        parsed, found = parse_file(path, files[path], max_file_size=max_file_size)
         problems.extend(found)
         for doc in parsed:
             item, found = read(doc)

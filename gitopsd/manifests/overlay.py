@@ -25,6 +25,7 @@ from typing import Any
 import json_merge_patch
 import jsonpatch
 
+from gitopsd.config import DEFAULT_MAX_FILE_SIZE
 from gitopsd.errors import Problem
 from gitopsd.manifests.loader import LocatedDoc, check_manifest, read_documents
 from gitopsd.manifests.schema import Schema
@@ -55,10 +56,15 @@ OverlayItem = Patch | LocatedDoc  # a LocatedDoc is a document the overlay adds
 
 
 def parse_overlay(
-    files: Mapping[str, bytes], schema: Schema
+    files: Mapping[str, bytes], schema: Schema, *, max_file_size: int = DEFAULT_MAX_FILE_SIZE
 ) -> tuple[list[OverlayItem], list[Problem]]:
-    """The patches and added documents among ``files`` (path -> content), in order."""
-    return read_documents(files, functools.partial(_parse_item, schema=schema))
+    """The patches and added documents among ``files`` (path -> content), in order.
+
+    A file over ``max_file_size`` bytes is a problem and is not parsed.
+    """
+    return read_documents(
+        files, functools.partial(_parse_item, schema=schema), max_file_size=max_file_size
+    )
 
 
 def _parse_item(doc: LocatedDoc, schema: Schema) -> tuple[OverlayItem | None, list[Problem]]:
@@ -350,13 +356,17 @@ def _drop(out: Origins, pointer: str) -> None:
 
 
 def apply_overlays(
-    docs: Sequence[LocatedDoc], overlays: Sequence[Mapping[str, bytes]], schema: Schema
+    docs: Sequence[LocatedDoc],
+    overlays: Sequence[Mapping[str, bytes]],
+    schema: Schema,
+    *,
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
 ) -> tuple[list[LocatedDoc], list[Problem]]:
     """Parse and apply each overlay directory's files (path -> content) in order."""
     out = list(docs)
     problems: list[Problem] = []
     for files in overlays:
-        items, found = parse_overlay(files, schema)
+        items, found = parse_overlay(files, schema, max_file_size=max_file_size)
         problems.extend(found)
         out, found = apply_overlay(out, items, schema)
         problems.extend(found)

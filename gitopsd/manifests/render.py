@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from gitopsd.config import AppConfig
+from gitopsd.config import DEFAULT_MAX_FILE_SIZE, AppConfig
 from gitopsd.errors import ManifestError, Problem
 from gitopsd.manifests.loader import (
     MANIFEST_PATTERNS,
@@ -39,11 +39,15 @@ from gitopsd.model import Origin, Resource
 Reader = Callable[[str], Mapping[str, bytes]]
 
 
-def render_app(read: Reader, app: AppConfig, schema: Schema) -> list[Resource]:
+def render_app(
+    read: Reader, app: AppConfig, schema: Schema, *, max_file_size: int = DEFAULT_MAX_FILE_SIZE
+) -> list[Resource]:
     """The app's final resources; raises :class:`ManifestError` with every problem found.
 
     ``schema`` is the backend's: the kinds it accepts, and ``schema.validate``
-    checks the final documents.
+    checks the final documents. A manifest file (base or overlay) larger than
+    ``max_file_size`` bytes (``[manifests].max_file_size``) is a problem and is
+    not parsed.
     """
     problems: list[Problem] = []
     base_dir = normalize_dir(app.path)
@@ -54,7 +58,7 @@ def render_app(read: Reader, app: AppConfig, schema: Schema) -> list[Resource]:
         problems.append(
             Problem(base_dir, None, "", f"path {base_dir!r} has no manifests ({MANIFEST_PATTERNS})")
         )
-    docs, found = load_manifests(files[base_dir], schema)
+    docs, found = load_manifests(files[base_dir], schema, max_file_size=max_file_size)
     problems.extend(found)
 
     for overlay_dir in overlay_dirs:
@@ -70,7 +74,7 @@ def render_app(read: Reader, app: AppConfig, schema: Schema) -> list[Resource]:
                     f"overlay {overlay_dir!r} has no patches ({MANIFEST_PATTERNS})",
                 )
             )
-        items, found = parse_overlay(files[overlay_dir], schema)
+        items, found = parse_overlay(files[overlay_dir], schema, max_file_size=max_file_size)
         problems.extend(found)
         docs, found = apply_overlay(docs, items, schema)
         problems.extend(found)

@@ -8,13 +8,29 @@ commits) and the fetch stores what it fetched under the remote's own ref name.
 The cache only ever holds data that can be fetched again, so it is treated as
 disposable: :func:`open_cache` raises :class:`CacheDamaged` for anything that
 is not a readable repository (a crash mid-write, a truncated pack, a file
-where the directory should be) and :func:`rebuild` moves it aside for a fresh
-clone. A daemon and a CLI run may share one state directory, so every writer
-holds :class:`CacheLock` (``flock`` on ``<cache>.lock`` beside the cache).
+where the directory should be), :func:`damage_in` tells whether a failure
+while reading means damaged files, and :func:`rebuild` moves the cache aside
+for a fresh clone. A daemon and a CLI run may share one state directory, so
+every writer holds :class:`CacheLock` (``flock`` on ``<cache>.lock`` beside the
+cache), and lock and temporary files found inside the cache while holding it
+are leftovers of a writer that died (:func:`remove_stale_files`).
 
-This module also finds commits by (abbreviated) id, reads the files of a
-directory at a commit straight from the object store (no working tree, never
-following symlinks or submodules), and repacks when fetches have piled up packs.
+Two small files beside the cache outlive the process that wrote them, both
+replaced atomically (written to a temporary file, then renamed):
+
+* ``<cache>.damaged`` (:func:`mark_damaged`): damage found while reading, with
+  the reason and the identity of the damaged directory, so the next fetch (of
+  any process) rebuilds the cache even if the damage is in objects the fetch
+  does not touch. :func:`rebuild` removes it; a marker about a directory that
+  was replaced since is ignored and removed (:func:`pending_damage`).
+* ``<cache>.fetched.json`` (:func:`record_fetch`, :func:`last_fetch`): for each
+  configured ref, the commit the last successful fetch resolved it to and when
+  (epoch seconds), so an offline fallback can say how old its commit is.
+
+This module also finds commits by (abbreviated) id, tells whether one commit
+is an ancestor of another, reads the files of a directory at a commit straight
+from the object store (no working tree, never following symlinks or
+submodules), and repacks when fetches have piled up packs.
 """
 
 from __future__ import annotations
@@ -22,6 +38,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -29,9 +46,10 @@ import stat
 import struct
 import tempfile
 import time
+import traceback
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -45,6 +63,7 @@ from dulwich.errors import (
     ObjectMissing,
     WrongObjectException,
 )
+from dulwich.graph import find_merge_base
 from dulwich.object_store import ObjectStoreGraphWalker
 from dulwich.objects import S_ISGITLINK, Blob, Commit, ObjectID, Tree
 from dulwich.pack import load_pack_index
@@ -58,6 +77,7 @@ REPACK_AFTER_PACKS = 50
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _HEX = re.compile(r"[0-9a-fA-F]{4,40}")
+_FULL_ID = re.compile(r"[0-9a-fA-F]{40}")
 
 DAMAGE: tuple[type[BaseException], ...] = (
     ChecksumMismatch,
@@ -76,7 +96,10 @@ DAMAGE: tuple[type[BaseException], ...] = (
 
 Caught only around reads and writes of the cache itself, never around network
 calls (where a ``ValueError`` is the remote's fault). A general ``OSError``
-(``EMFILE``, ``EACCES``) is not in the list: the files may be fine.
+(``EMFILE``, ``EACCES``) is not in the list: the files may be fine. Other
+exceptions dulwich raises on damaged files (a corrupt index's fan-out table
+gives ``TypeError`` or ``OverflowError``) are too general to list: see
+:func:`damage_in`, which confirms them with the checksums.
 """
 
 
@@ -90,13 +113,69 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def damage_in(repo: Repo | None, exc: BaseException) -> str | None:
+    """Why ``exc``, raised while reading or writing ``repo``, means its files are damaged; or None.
+
+    One of :data:`DAMAGE` is damage. Any other exception raised inside dulwich
+    (not an ``OSError``) is damage only if :func:`find_damage` confirms it
+    (a checksum or a ref fails); an exception raised by gitopsd's own code is
+    a bug, never damage. Call it only for failures of the cache itself.
+    """
+    if isinstance(exc, CacheDamaged):
+        return str(exc)
+    if isinstance(exc, DAMAGE):
+        return describe(exc)
+    if repo is None or isinstance(exc, OSError) or not _raised_in_dulwich(exc):
+        return None
+    found = find_damage(repo)
+    return None if found is None else f"{describe(exc)} ({found})"
+
+
+def _raised_in_dulwich(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith("dulwich.")
+
+
+def forget_frames(exc: BaseException) -> None:
+    """Clear the local variables of the finished frames in ``exc``'s tracebacks (and its causes').
+
+    Dulwich reads packs through memory maps; a traceback that keeps a frame
+    holding a view of a map makes closing the pack fail with ``BufferError``
+    ("cannot close exported pointers exist"), which would hide the damage the
+    exception reports. Call it before closing the repository the failure came from.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        todo += [current.__cause__, current.__context__]
+
+
 @contextmanager
-def damage_is_rebuild() -> Iterator[None]:
-    """Turn dulwich's corruption errors raised in the block into :class:`CacheDamaged`."""
+def damage_is_rebuild(repo: Repo | None = None) -> Iterator[None]:
+    """Turn damage (see :func:`damage_in`) raised in the block into :class:`CacheDamaged`.
+
+    With ``repo``, an unexpected dulwich failure is checked against the cache's
+    checksums; other exceptions pass through unchanged.
+    """
     try:
         yield
-    except DAMAGE as exc:
-        raise CacheDamaged(describe(exc)) from exc
+    except CacheDamaged:
+        raise
+    except Exception as exc:
+        reason = damage_in(repo, exc)
+        if reason is None:
+            raise
+        forget_frames(exc)
+        raise CacheDamaged(reason) from exc
 
 
 class CacheRepo(Repo):
@@ -112,6 +191,13 @@ class CacheRepo(Repo):
         if heads is None:
             heads = self.haves if self.haves is not None else local_commits(self)
         return super().get_graph_walker(heads)
+
+    def close(self) -> None:
+        """Close the packs; never raise (a failure here would hide the one being handled)."""
+        try:
+            super().close()
+        except BufferError as exc:  # a view of a pack's map is still alive (see forget_frames)
+            log.warning("source.cache_close_failed", path=self.path, error=str(exc))
 
 
 def local_commits(repo: Repo) -> list[ObjectID]:
@@ -161,7 +247,8 @@ def rebuild(path: Path) -> Path | None:
 
     A directory is moved aside to ``<path>.broken`` (replacing an older one, so
     at most one copy is kept for inspection); a file or symlink is removed.
-    Call it only while holding the :class:`CacheLock`.
+    The damage marker (:func:`mark_damaged`) is removed last. Call it only
+    while holding the :class:`CacheLock`.
     """
     aside: Path | None = None
     if path.is_symlink() or (os.path.lexists(path) and not path.is_dir()):
@@ -171,6 +258,7 @@ def rebuild(path: Path) -> Path | None:
         _remove(aside)
         os.rename(path, aside)
     _create(path)
+    clear_damage(path)
     return aside
 
 
@@ -206,34 +294,181 @@ def find_damage(repo: Repo) -> str | None:
             pack.check_length_and_checksum()
         local_commits(repo)
     except DAMAGE as exc:
+        forget_frames(exc)
         return describe(exc)
     except OSError:
         return None  # the files could not be read just now, which is not damage
     return None
 
 
+# --- damage found while reading, remembered beside the cache ----------------------------------
+
+
+def identity(path: Path) -> str | None:
+    """``device:inode`` of the directory at ``path`` (None if there is none).
+
+    :func:`rebuild` creates a new directory, so a damage marker written about
+    the old one can be told from one about the current cache.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def damage_marker(path: Path) -> Path:
+    """``<cache>.damaged``, beside the cache directory."""
+    return path.with_name(path.name + ".damaged")
+
+
+def mark_damaged(path: Path, reason: str, cache_identity: str | None) -> None:
+    """Remember on disk that the cache at ``path`` (``cache_identity``) is damaged, and why.
+
+    Atomic (a reader sees the old marker or the new one) and safe without the
+    :class:`CacheLock`: a reader that finds damage need not wait for a fetch.
+    Raise ``OSError`` if it cannot be written.
+    """
+    record = {"reason": reason, "cache": cache_identity, "at": time.time()}
+    _write_atomically(damage_marker(path), json.dumps(record).encode("utf-8"), fsync=True)
+
+
+def pending_damage(path: Path) -> str | None:
+    """The reason :func:`mark_damaged` recorded for the cache now at ``path``, or None.
+
+    A marker about a directory that has since been replaced (another process
+    rebuilt the cache) is removed. A marker that cannot be parsed counts as
+    damage: at worst the cache is cloned once more. Call it while holding the
+    :class:`CacheLock`. Raise ``OSError`` if the marker exists but cannot be read.
+    """
+    marker = damage_marker(path)
+    try:
+        raw = marker.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        record = json.loads(raw)
+        reason = str(record["reason"])
+        about = record.get("cache")
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return f"unreadable damage marker {marker.name}"
+    if about is not None and about != identity(path):
+        clear_damage(path)
+        return None
+    return reason
+
+
+def clear_damage(path: Path) -> None:
+    """Remove the damage marker of the cache at ``path`` (if any)."""
+    with suppress(FileNotFoundError):
+        damage_marker(path).unlink()
+
+
+# --- when each ref was last fetched -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FetchRecord:
+    """What the last successful fetch resolved a configured ref to, and when (epoch seconds)."""
+
+    commit: str
+    at: float
+
+
+def fetch_record_file(path: Path) -> Path:
+    """``<cache>.fetched.json``, beside the cache directory."""
+    return path.with_name(path.name + ".fetched.json")
+
+
+def record_fetch(path: Path, ref: str, commit: str, at: float) -> None:
+    """Record that a fetch resolved ``ref`` (a ref name, or the configured commit id) to ``commit``.
+
+    Keeps the other refs' records (a cache is shared by configurations with the
+    same name and URL). Call it while holding the :class:`CacheLock`; the file
+    is replaced atomically, so readers need no lock. Raise ``OSError`` on failure.
+    """
+    target = fetch_record_file(path)
+    records = _read_fetch_records(target)
+    records[ref] = {"commit": commit, "at": at}
+    data = json.dumps(records, sort_keys=True).encode("utf-8")
+    _write_atomically(target, data, fsync=False, temp=target.with_name(target.name + ".tmp"))
+
+
+def last_fetch(path: Path, ref: str) -> FetchRecord | None:
+    """The record :func:`record_fetch` keeps for ``ref``, or None (none, or unreadable)."""
+    found = _read_fetch_records(fetch_record_file(path)).get(ref)
+    if not isinstance(found, dict):
+        return None
+    commit, at = found.get("commit"), found.get("at")
+    if not isinstance(commit, str) or not isinstance(at, int | float) or isinstance(at, bool):
+        return None
+    return FetchRecord(commit, float(at))
+
+
+def _read_fetch_records(target: Path) -> dict[str, object]:
+    try:
+        records = json.loads(target.read_bytes())
+    except (OSError, ValueError):
+        return {}  # missing or unreadable: the time of the fetch is unknown, nothing else
+    return records if isinstance(records, dict) else {}
+
+
+def _write_atomically(target: Path, data: bytes, *, fsync: bool, temp: Path | None = None) -> None:
+    """Write ``target`` through a temporary file in its directory and a rename.
+
+    ``temp`` names the temporary file (for writers serialised by the
+    :class:`CacheLock`, so a crash leaves no more than one); else a unique one.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if temp is None:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        tmp = Path(name)
+    else:
+        tmp = temp
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with suppress(OSError):
+            tmp.unlink()
+        raise
+
+
 _STALE_PATTERNS = (
     "refs/**/*.lock",
     "*.lock",  # HEAD.lock, packed-refs.lock, config.lock
+    "objects/??/*.lock",  # a loose object being written
+    "objects/pack/*.lock",  # a pack index being written
     "objects/tmp_pack_*",  # a thin pack being completed
     "objects/incoming-*",  # a received pack spooled to disk
     "objects/pack/tmp*",  # a pack being written
 )
 
 
-def remove_stale_files(path: Path, max_age: float) -> list[str]:
-    """Delete lock and temporary files older than ``max_age`` seconds that a crash left behind.
+def remove_stale_files(path: Path, max_age: float = 0.0) -> list[str]:
+    """Delete the lock and temporary files that writers which died left in the cache.
 
     A ref's ``.lock`` file makes every later update of that ref fail, so an
     interrupted fetch would otherwise block the source for good. Call it only
-    while holding the :class:`CacheLock`. Returns the removed paths, relative.
+    while holding the :class:`CacheLock`: every gitopsd writer (fetch, rebuild,
+    repack) holds that lock while it writes, and the kernel releases it when
+    its holder dies, so any such file found then is a leftover, whatever its
+    age, and the default ``max_age`` of 0 removes them all. A positive
+    ``max_age`` spares files younger than that many seconds, for caches that
+    writers outside gitopsd (``git`` run by hand) may be using.
+    Returns the removed paths, relative to ``path``.
     """
     removed: list[str] = []
     cutoff = time.time() - max_age
     for pattern in _STALE_PATTERNS:
         for found in path.glob(pattern):
             try:
-                if found.is_file() and found.stat().st_mtime < cutoff:
+                if found.is_file() and (max_age <= 0 or found.stat().st_mtime < cutoff):
                     found.unlink()
                     removed.append(found.relative_to(path).as_posix())
             except FileNotFoundError:
@@ -319,6 +554,33 @@ def find_commit(repo: Repo, commit: str) -> ObjectID | None:
     if len(commits) > 1:
         raise AmbiguousCommit(commit)
     return commits[0] if commits else None
+
+
+def full_id(commit: str) -> ObjectID | None:
+    """``commit`` as an object id if it is a full (40-hex) id, else None."""
+    return ObjectID(commit.lower().encode("ascii")) if _FULL_ID.fullmatch(commit) else None
+
+
+def is_ancestor(repo: Repo, ancestor: ObjectID, commit: ObjectID) -> bool | None:
+    """Whether ``ancestor`` is ``commit`` or an ancestor of it; None if either is not cached.
+
+    Uses dulwich's merge-base search (:func:`dulwich.graph.find_merge_base`):
+    ``ancestor`` is an ancestor exactly when it is the only lowest common
+    ancestor of the two. The search walks down from both commits, newest first,
+    and stops as soon as every commit still to visit is below a common
+    ancestor: for a fast-forward it reads the commits between the two, for a
+    rewritten history those down to where the two lines split, not the whole
+    history. Unlike ``can_fast_forward`` it does not prune by commit date, so
+    a skewed clock cannot make it answer wrongly. A parent missing from the
+    cache raises ``KeyError`` (damage: the cache always holds whole histories).
+    """
+    store = repo.object_store
+    for sha in (ancestor, commit):
+        if sha not in store or not isinstance(store[sha], Commit):
+            return None
+    if ancestor == commit:
+        return True
+    return find_merge_base(repo, [ancestor, commit]) == [ancestor]
 
 
 # --- reading files ----------------------------------------------------------------------------

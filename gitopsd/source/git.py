@@ -17,11 +17,27 @@ be on one of them. Remotes: local paths and ``file://``, ``git://``,
 
 The blocking dulwich work runs in a worker thread under ``config.timeout``,
 holding the cache's cross-process lock (a daemon and a CLI run may share a
-state directory). A cache that turns out damaged is moved aside and cloned
-again; repacking runs after the timed part, still under the lock. Failures are
-:class:`~gitopsd.errors.SourceUnavailable` when a retry may help and
-:class:`~gitopsd.errors.SourceRejected` when a human must act; messages name
-the source and its URL with secrets redacted.
+state directory); lock and temporary files a crashed writer left in the cache
+are removed first, whatever their age. Repacking runs after the timed part,
+still under the lock. Failures are :class:`~gitopsd.errors.SourceUnavailable`
+when a retry may help and :class:`~gitopsd.errors.SourceRejected` when a human
+must act; messages name the source and its URL with secrets redacted.
+
+Damage: the cache only holds what can be fetched again. Damaged files found by
+a fetch, or by a read (:meth:`GitSource.read_tree` reads blobs no fetch
+touches), are rebuilt: the cache is moved aside and cloned again, under the
+lock, once the remote has answered (so an unreachable remote does not cost
+the cache that an offline fallback may still read). A read that finds damage
+rebuilds and fetches right away, within ``config.timeout``, and reads once
+more, so the pass goes on; it also leaves a marker beside the cache
+(:func:`cache.mark_damaged`), so the next fetch of any process rebuilds even if
+this process stops first. An ``OSError`` such as ``EMFILE`` or ``EACCES`` never
+counts as damage.
+
+Offline: :meth:`GitSource.cached_revision` is the commit the cache holds for
+the configured ref, with the time of the fetch that resolved it, read without
+the network; :meth:`GitSource.is_ancestor` tells whether a commit descends from
+another (a force-push or reset does not).
 
 Reading never follows a symlink or a submodule (see :func:`cache.read_tree`),
 and the results of the last commit's reads are kept, so the several apps of
@@ -88,6 +104,36 @@ class _OtherOwner(Exception):
     """``git upload-pack`` refused a local repository that another user owns."""
 
 
+class _Waiting:
+    """What a fetch running in a worker thread waits for, if anything, so a timeout can say it."""
+
+    def __init__(self) -> None:
+        self.busy: str | None = None  # the message for "still waiting when the time was up"
+
+
+class _DamageFound(Exception):
+    """A read found the cache damaged (already remembered, and the reader closed)."""
+
+    def __init__(self, reason: str, generation: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.generation = generation  # of the cache the read used (see GitSource._generation)
+
+
+@dataclass(frozen=True)
+class CachedRevision:
+    """The commit the cache holds for a source's configured ref, found without the network.
+
+    ``fetched_at`` is when (epoch seconds, ``time.time()``) the last successful
+    fetch resolved the configured ref to this commit, or None if unknown (the
+    commit came from a fetch of another ref, or from a version that did not
+    record it). ``revision.stale`` is empty: the caller says why it falls back.
+    """
+
+    revision: Revision
+    fetched_at: float | None
+
+
 @dataclass(frozen=True)
 class FetchStats:
     """What one :meth:`GitSource.fetch` did.
@@ -109,7 +155,9 @@ class GitSource:
 
     Safe to use from one event loop: concurrent ``fetch`` calls are serialised,
     and so are fetches of other instances and processes on the same cache.
-    ``read_tree`` may be called from any thread.
+    ``read_tree`` may be called from any thread. With ``repair_reads=False``
+    (``--offline``: no network at all) a read that finds damage only remembers
+    it for the next fetch, rather than rebuilding and fetching itself.
     """
 
     def __init__(
@@ -119,17 +167,25 @@ class GitSource:
         *,
         repack_after: int = cache.REPACK_AFTER_PACKS,
         git: str | None = "",
+        repair_reads: bool = True,
     ) -> None:
         self.config = config
         self.path = cache.cache_dir(cache_root, config.name, _cache_key(config.url))
         self.last_fetch: FetchStats | None = None
         self._repack_after = repack_after
         self._git = git  # see open_remote
+        self._repair_reads = repair_reads
         self._what = f"source {config.name!r} ({redact_url(config.url)})"
         self._fetch_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._reader: cache.CacheRepo | None = None
-        self._damaged: str | None = None  # why a read found the cache damaged
+        self._reader_identity: str | None = None  # cache.identity of the reader's directory
+        # Damage a read found, and the identity of the directory it was found in; also
+        # on disk (cache.mark_damaged), this copy is for when the marker cannot be written.
+        self._damaged: tuple[str, str | None] | None = None
+        self._generation = 0  # counts this instance's rebuilds (under the read lock)
+        self._repair_lock = threading.Lock()
+        self._repair_failed: str | None = None  # why a read's repair failed since the last fetch
         self._trees: dict[_TreeKey, dict[str, bytes]] = {}
         self._trees_commit: ObjectID | None = None
         self._trees_bytes = 0
@@ -140,16 +196,20 @@ class GitSource:
         """Resolve the configured ref on the remote, fetch if the cache lacks it, return it."""
         timeout = self.config.timeout
         deadline = time.monotonic() + timeout
+        waiting = _Waiting()
         try:
             with anyio.fail_after(timeout):
                 stats, repack_due = await anyio.to_thread.run_sync(
-                    self._fetch_sync, deadline, abandon_on_cancel=True
+                    self._fetch_sync, deadline, waiting, abandon_on_cancel=True
                 )
         except TimeoutError:
-            raise SourceUnavailable(
-                f"{self._what}: no answer within {timeout:g}s "
-                f"(sources[{self.config.name}].timeout); the fetch will be retried"
-            ) from None
+            raise self._timed_out(waiting) from None
+        self._fetched(stats)
+        if repack_due:  # not timed: a slow repack is not a slow remote
+            await anyio.to_thread.run_sync(self._housekeeping, abandon_on_cancel=True)
+        return stats.revision
+
+    def _fetched(self, stats: FetchStats) -> None:
         self.last_fetch = stats
         rev = stats.revision
         emit = log.info if stats.fetched else log.debug
@@ -162,28 +222,45 @@ class GitSource:
             objects=stats.objects,
             duration=round(stats.duration, 4),
         )
-        if repack_due:  # not timed: a slow repack is not a slow remote
-            await anyio.to_thread.run_sync(self._housekeeping, abandon_on_cancel=True)
-        return rev
+
+    def _timed_out(self, waiting: _Waiting) -> SourceUnavailable:
+        if waiting.busy is not None:  # the time ran out while waiting for a lock
+            return SourceUnavailable(waiting.busy)
+        return SourceUnavailable(
+            f"{self._what}: no answer within {self.config.timeout:g}s "
+            f"(sources[{self.config.name}].timeout); the fetch will be retried"
+        )
 
     @contextmanager
-    def _locked(self, deadline: float | None) -> Iterator[bool]:
+    def _locked(self, deadline: float | None, waiting: _Waiting | None = None) -> Iterator[bool]:
         """Hold this instance's fetch lock and the cache's cross-process lock.
 
         Wait until ``deadline`` and raise ``SourceUnavailable`` if still busy;
-        with no deadline, try once and yield False if busy.
+        with no deadline, try once and yield False if busy. ``waiting`` says
+        which lock is being waited for meanwhile.
         """
-        if deadline is None:
-            acquired = self._fetch_lock.acquire(blocking=False)
-        else:
-            acquired = self._fetch_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        waiting = waiting or _Waiting()
+        previous = f"{self._what}: the previous fetch is still running"
+        other = (
+            f"{self._what}: another gitopsd process is still fetching into "
+            f"{self.path}; the fetch will be retried"
+        )
+        waiting.busy = previous
+        try:
+            if deadline is None:
+                acquired = self._fetch_lock.acquire(blocking=False)
+            else:
+                acquired = self._fetch_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        finally:
+            waiting.busy = None
         if not acquired:
             if deadline is None:
                 yield False
                 return
-            raise SourceUnavailable(f"{self._what}: the previous fetch is still running")
+            raise SourceUnavailable(previous)
         try:
             lock = cache.CacheLock(self.path)
+            waiting.busy = other
             try:
                 held = lock.acquire(deadline)
             except OSError as exc:
@@ -191,17 +268,18 @@ class GitSource:
                     f"{self._what}: cannot lock the cache ({lock.path}): "
                     f"{exc.strerror or exc}; check that the state directory is writable"
                 ) from None
+            finally:
+                waiting.busy = None
             if not held and deadline is not None:
-                raise SourceUnavailable(
-                    f"{self._what}: another gitopsd process is still fetching into "
-                    f"{self.path}; the fetch will be retried"
-                )
+                raise SourceUnavailable(other)
             with lock:
                 yield held
         finally:
             self._fetch_lock.release()
 
-    def _fetch_sync(self, deadline: float) -> tuple[FetchStats, bool]:
+    def _fetch_sync(
+        self, deadline: float, waiting: _Waiting | None = None
+    ) -> tuple[FetchStats, bool]:
         started = time.monotonic()
         try:
             transport = transport_of(self.config.url)
@@ -211,25 +289,40 @@ class GitSource:
                 "file://, git://, http(s)://, ssh:// or user@host:path URL"
             ) from None
         creds = resolve_credentials(self.config, transport)
-        with self._locked(deadline):
+        with self._locked(deadline, waiting):
             commit, fetched, objects = self._sync_cache(transport, creds)
+            self._record_fetch(commit.decode("ascii"))
             try:
                 repack_due = len(cache.pack_names(self.path)) > self._repack_after
             except OSError:
                 repack_due = False  # housekeeping only; the next fetch looks again
+        self._repair_failed = None
         revision = Revision(self.config.name, self.config.ref, commit.decode("ascii"))
         return FetchStats(revision, fetched, objects, time.monotonic() - started), repack_due
+
+    def _record_fetch(self, commit: str) -> None:
+        """Remember when the configured ref was resolved (caller holds the cache lock)."""
+        try:
+            cache.record_fetch(self.path, self.config.ref, commit, time.time())
+        except OSError as exc:  # only the offline fallback's age is lost
+            log.warning(
+                "source.fetch_record_failed",
+                source=self.config.name,
+                path=str(cache.fetch_record_file(self.path)),
+                error=exc.strerror or str(exc),
+            )
 
     def _sync_cache(self, transport: Transport, creds: Credentials) -> tuple[ObjectID, bool, int]:
         """Bring the cache up to date, rebuilding it once if it turns out damaged."""
         try:
-            removed = cache.remove_stale_files(self.path, self.config.timeout)
+            removed = cache.remove_stale_files(self.path)  # we hold the lock: all are leftovers
         except OSError:
             removed = []  # opening the cache reports what is wrong
         if removed:
             log.warning("source.cache_stale_files_removed", source=self.config.name, files=removed)
-        if self._damaged is not None:
-            self._rebuild(self._damaged)
+        pending = self._pending_damage()
+        if pending is not None:
+            self._rebuild(pending, transport, creds)
         for attempt in (1, 2):
             try:
                 try:
@@ -247,11 +340,38 @@ class GitSource:
                         f"{self._what}: the cache at {self.path} is damaged ({exc}) even "
                         "after it was rebuilt; the fetch will be retried"
                     ) from None
-                self._rebuild(str(exc))
+                self._rebuild(str(exc), transport, creds)
         raise AssertionError("unreachable")
 
-    def _rebuild(self, reason: str) -> None:
-        """Move the damaged cache aside and start an empty one (caller holds the locks)."""
+    def _pending_damage(self) -> str | None:
+        """Why the cache now at ``self.path`` must be rebuilt before fetching, or None.
+
+        Damage this instance found, or a marker any process left (see
+        :func:`cache.pending_damage`); either is ignored once the directory it
+        was found in has been replaced. Caller holds the cache lock.
+        """
+        if self._damaged is not None:
+            reason, found_in = self._damaged
+            if found_in is None or found_in == cache.identity(self.path):
+                return reason
+            self._damaged = None  # another process rebuilt the cache since
+        try:
+            return cache.pending_damage(self.path)
+        except OSError:
+            return None  # an unreadable marker is no proof of damage; the next fetch looks again
+
+    def _rebuild(self, reason: str, transport: Transport, creds: Credentials) -> None:
+        """Move the damaged cache aside and start an empty one (caller holds the locks).
+
+        The damage is written down first, so a failure below (or a crash) leaves
+        it for the next fetch, and the remote must answer before the cache is
+        thrown away: when it cannot be fetched again, a damaged cache still
+        serves the commits it can read. The remote's failure is raised as is.
+        """
+        if self._damaged is None:  # else a read found it and already marked it
+            self._remember_damage(reason, cache.identity(self.path))
+        remote, _refs = self._connect(transport, creds)
+        close_remote(remote)
         try:
             aside = cache.rebuild(self.path)
         except OSError as exc:
@@ -269,6 +389,20 @@ class GitSource:
         self._damaged = None
         with self._read_lock:  # reads reopen the new cache
             self._close_reader()
+            self._generation += 1
+
+    def _remember_damage(self, reason: str, found_in: str | None) -> None:
+        """Keep the damage in memory and on disk, for the next fetch of this or any process."""
+        self._damaged = (reason, found_in)
+        try:
+            cache.mark_damaged(self.path, reason, found_in)
+        except OSError as exc:  # this process still remembers; a restart finds it again
+            log.warning(
+                "source.cache_damage_mark_failed",
+                source=self.config.name,
+                path=str(cache.damage_marker(self.path)),
+                error=exc.strerror or str(exc),
+            )
 
     def _housekeeping(self) -> None:
         """Repack once fetches have piled up packs; a failure here must not fail the fetch."""
@@ -276,8 +410,15 @@ class GitSource:
             with self._locked(None) as held:
                 if not held:
                     return  # another fetch holds the cache: a later fetch repacks
+                found_in = cache.identity(self.path)
                 with cache.open_cache(self.path, create=False) as repo:
-                    if cache.maybe_repack(repo, self._repack_after):
+                    try:
+                        with cache.damage_is_rebuild(repo):
+                            repacked = cache.maybe_repack(repo, self._repack_after)
+                    except cache.CacheDamaged as exc:  # repacking reads every object
+                        self._remember_damage(str(exc), found_in)
+                        raise
+                    if repacked:
                         log.info("source.repack", source=self.config.name, path=str(self.path))
         except Exception as exc:  # housekeeping only: the fetched data is already safe
             log.warning("source.repack_failed", source=self.config.name, error=str(exc))
@@ -291,7 +432,7 @@ class GitSource:
         network calls classify their own failures.
         """
         cfg = self.config
-        with cache.damage_is_rebuild():
+        with cache.damage_is_rebuild(repo):
             # Read every ref and its commit before any network traffic, so a damaged
             # cache shows here rather than as an odd failure in the middle of a fetch.
             repo.haves = cache.local_commits(repo)
@@ -393,12 +534,16 @@ class GitSource:
         try:
             cache.set_ref(repo, name, sha)
         except FileLocked as exc:
-            lock = exc.lockfilename
-            shown = lock.decode("utf-8", "replace") if isinstance(lock, bytes) else lock
-            raise SourceUnavailable(
-                f"{self._what}: {name.decode('utf-8', 'replace')} is locked ({shown}); "
-                f"a lock older than {self.config.timeout:g}s is removed by the next fetch"
-            ) from None
+            self._locked_by_other(exc, name.decode("utf-8", "replace"))
+
+    def _locked_by_other(self, exc: FileLocked, what: str) -> NoReturn:
+        """A lock file appeared after the fetch removed the leftovers: a program besides gitopsd."""
+        lock = exc.lockfilename
+        shown = lock.decode("utf-8", "replace") if isinstance(lock, bytes) else lock
+        raise SourceUnavailable(
+            f"{self._what}: {what} is locked ({shown}) by a program other than gitopsd "
+            f"writing to the cache at {self.path}; the next fetch removes a leftover lock"
+        ) from None
 
     def _list_refs(self, remote: Remote, creds: Credentials) -> dict[Ref, ObjectID]:
         cfg = self.config
@@ -458,11 +603,14 @@ class GitSource:
             raise
         except _NETWORK_ERRORS as exc:
             self._fail(exc, creds, remote.transport)
+        except FileLocked as exc:
+            self._locked_by_other(exc, "the cache")
         except Exception as exc:
             # The received pack or the cache (bases of a thin pack, the haves): only a
             # full check of the cache tells which one is broken.
             damage = cache.find_damage(repo)
             if damage is not None:
+                cache.forget_frames(exc)
                 raise cache.CacheDamaged(damage) from exc
             self._fail(exc, creds, remote.transport)
         if not requested:
@@ -507,29 +655,61 @@ class GitSource:
         With ``suffixes`` (``(".yaml", ".yml", ".json")``) only files whose name
         ends with one of them and that are not hidden are read. ``commit`` must
         have been fetched. A missing path, or a symlink or submodule on or
-        below it, raises ``SourceRejected``; a damaged cache ``SourceUnavailable``
-        (the next fetch rebuilds it).
+        below it, raises ``SourceRejected``.
+
+        A damaged cache is rebuilt and fetched again (blocking, within
+        ``config.timeout``; call this from a worker thread) and the read is
+        tried once more; if that cannot be done now, ``SourceUnavailable`` (the
+        damage is remembered on disk: the next fetch rebuilds).
         """
         try:
             parts = cache.normalise_prefix(prefix)
         except ValueError as exc:
             raise SourceRejected(f"{self._what}: {exc}") from None
+        try:
+            return self._read_once(commit, parts, suffixes, repaired=False)
+        except _DamageFound as found:
+            self._repair(found)
+        try:
+            return self._read_once(commit, parts, suffixes, repaired=True)
+        except _DamageFound as found:
+            raise SourceUnavailable(
+                f"{self._what}: the cache at {self.path} is damaged ({found.reason}) even "
+                "after it was rebuilt; the next fetch rebuilds it again"
+            ) from None
+
+    def _read_once(
+        self,
+        commit: str,
+        parts: tuple[str, ...],
+        suffixes: tuple[str, ...] | None,
+        *,
+        repaired: bool,
+    ) -> dict[str, bytes]:
+        """One attempt of :meth:`read_tree`; damage raises ``_DamageFound``."""
         short = commit[:7]
         with self._read_lock:
-            repo = self._open_reader()
+            generation = self._generation
+            repo = self._open_reader(generation)
             try:
                 try:
                     found = cache.find_commit(repo, commit)
                 except cache.AmbiguousCommit:
                     found = None
                 if found is None:
+                    if repaired:  # the cache was cloned again: the remote's ref moved on
+                        raise SourceUnavailable(
+                            f"{self._what}: commit {short} is not in the cache any more: it "
+                            f"was cloned again after damage, and {self.config.ref} no longer "
+                            "holds the commit; the next pass reads the current one"
+                        )
                     raise SourceRejected(
                         f"{self._what}: commit {short} is not in the cache; fetch it first"
                     )
                 key: _TreeKey = (found, parts, suffixes)
                 files = self._cached_tree(key)
                 if files is None:
-                    files = cache.read_tree(repo, found, prefix, suffixes=suffixes)
+                    files = cache.read_tree(repo, found, "/".join(parts), suffixes=suffixes)
                     self._remember_tree(key, files)
                 return dict(files)
             except cache.PathNotFound:
@@ -539,32 +719,201 @@ class GitSource:
                 ) from None
             except cache.NotFollowed as exc:
                 raise SourceRejected(f"{self._what}: at commit {short}, {exc}") from None
-            except cache.DAMAGE as exc:
-                self._damaged = cache.describe(exc)
-                self._close_reader()
+            except SourceError:
+                raise
+            except OSError as exc:  # EMFILE, EACCES, ...: the files may be fine, keep them
                 raise SourceUnavailable(
-                    f"{self._what}: the cache at {self.path} is damaged ({self._damaged}); "
-                    "the next fetch rebuilds it"
+                    f"{self._what}: cannot read the cache at {self.path}: "
+                    f"{exc.strerror or exc}; {_os_hint(exc)}"
                 ) from None
+            except Exception as exc:
+                reason = cache.damage_in(repo, exc)
+                if reason is None:
+                    raise  # not damage: a bug, reported as such
+                cache.forget_frames(exc)  # so the reader's packs can be closed
+            self._found_damage(reason, "read")
+            raise _DamageFound(reason, generation)
 
-    def _open_reader(self) -> cache.CacheRepo:
+    def _repair(self, found: _DamageFound) -> None:
+        """Rebuild the cache a read found damaged and fetch again, within ``config.timeout``.
+
+        At most once between two fetches: when it fails (the remote is down),
+        later reads fail at once until a fetch succeeds, rather than each
+        waiting for the remote again.
+        """
+        if not self._repair_reads:
+            raise self._damaged_error(found.reason)
+        with self._repair_lock:
+            if self._generation != found.generation:
+                return  # rebuilt by another read (or a fetch) since: just read again
+            if self._repair_failed is not None:
+                raise SourceUnavailable(
+                    f"{self._what}: the cache at {self.path} is damaged ({found.reason}) and "
+                    f"could not be rebuilt ({self._repair_failed}); the next fetch retries"
+                )
+            try:
+                stats = self._fetch_in_thread()
+            except SourceError as exc:
+                self._repair_failed = str(exc)
+                raise SourceUnavailable(
+                    f"{self._what}: the cache at {self.path} is damaged ({found.reason}) and "
+                    f"could not be rebuilt now: {exc}; the next fetch retries"
+                ) from None
+            self._fetched(stats)
+
+    def _fetch_in_thread(self) -> FetchStats:
+        """``_fetch_sync`` from a synchronous caller, given up after ``config.timeout``.
+
+        Like :meth:`fetch`, an abandoned fetch goes on in its thread, holding
+        the locks until its sockets time out.
+        """
+        timeout = self.config.timeout
+        deadline = time.monotonic() + timeout
+        waiting = _Waiting()
+        outcome: list[FetchStats | BaseException] = []
+
+        def run() -> None:
+            try:
+                outcome.append(self._fetch_sync(deadline, waiting)[0])
+            except BaseException as exc:  # handed to the waiting caller
+                outcome.append(exc)
+
+        worker = threading.Thread(target=run, name=f"gitopsd-repair-{self.config.name}")
+        worker.daemon = True
+        worker.start()
+        worker.join(timeout)
+        if not outcome:
+            raise self._timed_out(waiting)
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _found_damage(self, reason: str, found_by: str) -> None:
+        """A read found damage: close the reader, remember, log (caller holds the read lock)."""
+        found_in = self._reader_identity
+        self._close_reader()
+        self._remember_damage(reason, found_in)
+        log.warning(
+            "source.cache_damaged",
+            source=self.config.name,
+            path=str(self.path),
+            reason=reason,
+            found_by=found_by,
+            marker=str(cache.damage_marker(self.path)),
+        )
+
+    def _open_reader(self, generation: int) -> cache.CacheRepo:
         """The repository reads use, opened once (caller holds the read lock)."""
         if self._reader is None:
             if not self.path.exists():
                 raise SourceRejected(f"{self._what}: nothing fetched yet; call fetch() first")
+            found_in = cache.identity(self.path)
             try:
                 self._reader = cache.open_cache(self.path, create=False)
             except cache.CacheDamaged as exc:
-                self._damaged = str(exc)
-                raise SourceUnavailable(
-                    f"{self._what}: the cache at {self.path} is damaged ({exc}); "
-                    "the next fetch rebuilds it"
-                ) from None
+                self._reader_identity = found_in
+                self._found_damage(str(exc), "open")
+                raise _DamageFound(str(exc), generation) from None
             except OSError as exc:
                 raise SourceUnavailable(
                     f"{self._what}: cannot open the cache at {self.path}: {exc.strerror or exc}"
                 ) from None
+            self._reader_identity = found_in
         return self._reader
+
+    # -- offline -----------------------------------------------------------
+
+    def cached_revision(self) -> CachedRevision:
+        """The commit the cache holds for the configured ref, without any network access.
+
+        A branch or tag as the last fetch of it stored it (tags peeled to their
+        commit); a configured ``commit`` if the cache has it. For when the
+        remote cannot be reached: works in a new process, and takes no cache
+        lock (refs and packs are replaced atomically). Raise ``SourceRejected``
+        if the cache holds no commit for the ref, and ``SourceUnavailable`` if
+        it is damaged (remembered: the next fetch rebuilds it).
+        """
+        cfg = self.config
+        nothing = SourceRejected(
+            f"nothing fetched yet for {self._what}: no cached commit to fall back to"
+        )
+        with self._read_lock:
+            if not self.path.is_dir():
+                raise nothing
+            try:
+                repo = self._open_reader(self._generation)
+            except _DamageFound as found:
+                raise self._damaged_error(found.reason) from None
+            try:
+                if cfg.commit:
+                    commit = self._find_commit(repo, cfg.commit)
+                else:
+                    commit = self._cached_ref(repo, Ref(cfg.ref.encode("utf-8")))
+            except SourceError:
+                raise
+            except Exception as exc:
+                reason = cache.damage_in(repo, exc)
+                if reason is None:
+                    raise
+                cache.forget_frames(exc)
+            else:
+                if commit is None:
+                    raise nothing
+                sha = commit.decode("ascii")
+                record = cache.last_fetch(self.path, cfg.ref)
+                fetched_at = record.at if record is not None and record.commit == sha else None
+                return CachedRevision(Revision(cfg.name, cfg.ref, sha), fetched_at)
+            self._found_damage(reason, "cached_revision")
+        raise self._damaged_error(reason)
+
+    @staticmethod
+    def _cached_ref(repo: cache.CacheRepo, ref: Ref) -> ObjectID | None:
+        try:
+            sha = repo.refs[ref]
+        except KeyError:
+            return None
+        if sha not in repo.object_store:
+            return None
+        return cache.peel_to_commit(repo, sha)
+
+    def is_ancestor(self, ancestor: str, commit: str) -> bool | None:
+        """Whether ``ancestor`` is ``commit`` or an ancestor of it, from the cache alone.
+
+        Both are full 40-hex commit ids. True: ``commit`` descends from
+        ``ancestor`` (a fast-forward); False: both are in the cache and it does
+        not (a force-push or reset rewrote the history); None: unknown, because
+        either is not a commit in the cache (or is not a full id). Reads only
+        the commits between the two, or down to where their histories split
+        (see :func:`cache.is_ancestor`); blocking, so call it from a worker
+        thread for long histories. A damaged cache raises ``SourceUnavailable``
+        (remembered: the next fetch rebuilds it).
+        """
+        older, newer = cache.full_id(ancestor), cache.full_id(commit)
+        if older is None or newer is None:
+            return None
+        with self._read_lock:
+            if not self.path.is_dir():
+                return None
+            try:
+                repo = self._open_reader(self._generation)
+            except _DamageFound as found:
+                raise self._damaged_error(found.reason) from None
+            try:
+                return cache.is_ancestor(repo, older, newer)
+            except Exception as exc:
+                reason = cache.damage_in(repo, exc)
+                if reason is None:
+                    raise
+                cache.forget_frames(exc)
+            self._found_damage(reason, "is_ancestor")
+        raise self._damaged_error(reason)
+
+    def _damaged_error(self, reason: str) -> SourceUnavailable:
+        return SourceUnavailable(
+            f"{self._what}: the cache at {self.path} is damaged ({reason}); "
+            "the next fetch rebuilds it"
+        )
 
     def _cached_tree(self, key: _TreeKey) -> dict[str, bytes] | None:
         """A read of the last commit again, or below a prefix read with the same filter."""
@@ -594,8 +943,8 @@ class GitSource:
 
     def _close_reader(self) -> None:
         if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+            reader, self._reader = self._reader, None
+            reader.close()
 
     def close(self) -> None:
         """Release the cache repository's file handles (a later call reopens it)."""

@@ -112,7 +112,27 @@ def test_message_falls_back_to_the_exception_text() -> None:
 def test_unreachable_endpoint_is_temporary(exc: BaseException) -> None:
     err = classify("DescribeServices", exc)
     assert isinstance(err, BackendUnavailable)
-    assert str(err).startswith("ECS DescribeServices failed: cannot reach the endpoint: ")
+    assert str(err).startswith("ECS DescribeServices failed: ")
+    # Only a connection never made is known not to have reached the server.
+    assert err.maybe_applied is not isinstance(exc, EndpointConnectionError)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "maybe"),
+    [
+        ("ThrottlingException", 400, False),
+        ("ServerException", 500, True),
+        ("ServiceUnavailableException", 503, True),
+    ],
+)
+def test_a_lost_answer_may_have_been_applied(code: str, status: int, maybe: bool) -> None:
+    exc = ClientError(
+        {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "RegisterTaskDefinition",
+    )
+    err = classify("RegisterTaskDefinition", exc)
+    assert isinstance(err, BackendUnavailable)
+    assert err.maybe_applied is maybe
 
 
 @pytest.mark.parametrize(

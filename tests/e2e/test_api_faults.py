@@ -24,7 +24,7 @@ def test_throttling_is_retried_transparently(env: Env) -> None:
 def test_lasting_throttling_fails_the_app_cleanly_and_a_later_sync_recovers(env: Env) -> None:
     env.aws.inject_fault("RegisterTaskDefinition", "ThrottlingException", count=2)
     run = env.gitopsd("sync", "web")
-    assert run.code == 1
+    assert run.code == 2
     assert (
         "error (ApplyFailed, temporary): TaskDefinition/web "
         "(apps/web/base/task-definition.yaml:2): ECS RegisterTaskDefinition failed:" in run.out

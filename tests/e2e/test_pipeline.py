@@ -26,6 +26,20 @@ def sync_all(env: Env) -> None:
     assert run.code == 0, run.out + run.err
 
 
+def test_a_new_replica_service_without_desired_count_is_refused_before_any_write(
+    env: Env,
+) -> None:
+    env.edit(WORKER, "desiredCount: 1\n", "")
+    env.commit("worker: no count")
+    assert env.gitopsd("validate", "worker").code == 0  # it may be an autoscaled service
+    run = env.gitopsd("sync", "worker")
+    assert run.code == 2
+    assert "apps/worker/worker.yaml:11: desiredCount: required to create Service 'worker'" in (
+        run.out
+    )
+    assert env.writes() == []
+
+
 def test_first_sync_creates_and_second_sync_writes_nothing(env: Env) -> None:
     diff = env.gitopsd("diff")
     assert diff.code == 1
@@ -148,7 +162,7 @@ def test_broken_manifest_fails_its_app_only(env: Env) -> None:
     env.aws.clear_calls()
 
     run = env.gitopsd("sync")
-    assert run.code == 1
+    assert run.code == 2
     assert "apps/web/base/task-definition.yaml:10" in run.out
     assert "containerDefinitions[0].imgae" in run.out
     assert "RenderFailed" in run.out
@@ -167,7 +181,7 @@ def test_failed_rollout_is_rolled_back_by_the_circuit_breaker(env: Env) -> None:
     env.commit("web: a build that cannot start")
 
     run = env.gitopsd("sync", "web")
-    assert run.code == 1
+    assert run.code == 2
     assert "rollout Service/web: ROLLED_BACK: web:2 failed" in run.out
     assert "ECS rolled back to web:1" in run.out
     assert "ALERT app web: RolloutFailed" in run.err
@@ -193,7 +207,7 @@ def test_gitopsd_rolls_back_when_ecs_does_not(env: Env) -> None:
     env.commit("web: a build that cannot start")
 
     run = env.gitopsd("sync", "web")
-    assert run.code == 1
+    assert run.code == 2
     assert "TIMED_OUT" in run.out or "ROLLED_BACK" in run.out
     assert "gitopsd rolled back to web:1" in run.out
     assert env.service("web")["taskDefinition"] == good
@@ -225,6 +239,7 @@ def test_drift_is_reported_and_healed(env: Env) -> None:
 
 
 def test_desired_count_left_to_autoscaling_when_omitted(env: Env) -> None:
+    sync_all(env)  # CreateService needs desiredCount for a REPLICA service
     env.edit(WORKER, "desiredCount: 1\n", "")
     env.commit("worker: let autoscaling own the count")
     sync_all(env)
@@ -245,7 +260,7 @@ def test_validate_examples_and_a_broken_copy(env: Env, tmp_path: Path) -> None:
     svc = broken / "apps/worker/worker.yaml"
     svc.write_text(svc.read_text().replace("desiredCount: 1", "desiredCount: many"))
     bad = env.gitopsd("validate", "--dir", str(broken))
-    assert bad.code == 1
+    assert bad.code == 2
     assert "apps/worker/worker.yaml:14" in bad.out
     assert "desiredCount" in bad.out
     assert "ok  app web" in bad.out  # the other app is still checked

@@ -76,7 +76,7 @@ def test_a_service_owned_by_another_app_is_refused_and_left_alone(env: Env) -> N
     env.commit("worker: scale")
     env.aws.clear_calls()
     run = env.gitopsd("sync", "intruder")
-    assert run.code == 1
+    assert run.code == 2
     assert "Service/worker in cluster 'demo' belongs to app 'worker' (tag gitopsd:app)" in run.out
     assert env.writes() == []
     assert env.service("worker")["desiredCount"] == 1
@@ -122,7 +122,7 @@ def test_a_write_failing_part_way_names_the_resource_and_reports_what_was_writte
     env.commit("web: nginx 1.28")
     env.aws.inject_fault("UpdateService", "ThrottlingException", count=2)
     run = env.gitopsd("sync", "web")
-    assert run.code == 1
+    assert run.code == 2
     assert "applied TaskDefinition/web: registered web:2" in run.out
     assert (
         "error (ApplyFailed, temporary): Service/web (apps/web/base/service.yaml:2): "
@@ -139,10 +139,10 @@ def test_a_rolled_back_revision_is_reused_not_registered_again(env: Env) -> None
     sync_ok(env, "web")
     env.edit(WEB_TD, "nginx:1.27", "nginx:broken")
     env.commit("web: broken")
-    assert env.gitopsd("sync", "web").code == 1  # rolled back by ECS
+    assert env.gitopsd("sync", "web").code == 2  # rolled back by ECS
     env.aws.clear_calls()
     again = env.gitopsd("sync", "web")
-    assert again.code == 1
+    assert again.code == 2
     writes = Counter(env.writes())
     assert writes["RegisterTaskDefinition"] == 0
     assert writes["UpdateService"] == 1

@@ -1,13 +1,15 @@
-"""The ``local-aws`` command: options, the missing-extra message, start-up line and signals."""
+"""The ``local-aws`` command: options, the missing-extra message, start-up lines and signals."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -77,11 +79,17 @@ def test_serves_until_signalled_then_exits_0(signum: signal.Signals, entry: list
     )
     try:
         assert process.stdout is not None
+        # At once, before moto is imported; then once the server accepts connections.
+        assert process.stdout.readline() == "local-aws: starting (loading moto) ...\n"
         line = process.stdout.readline()  # blocks until the server printed its address
         assert re.fullmatch(
-            r"local-aws: serving ECS on http://127\.0\.0\.1:\d+ \(region eu-west-1\)\n", line
+            r"local-aws: ready on http://127\.0\.0\.1:\d+ \(region eu-west-1\)\n", line
         )
-        assert READY_LINE.search(line)
+        match = READY_LINE.search(line)
+        assert match is not None
+        assert match.group(2) == "eu-west-1"
+        with urllib.request.urlopen(f"{match.group(1)}/_gitopsd/health", timeout=10) as health:
+            assert json.load(health)["ok"] is True  # the ready line means: accepting now
         process.send_signal(signum)
         assert process.wait(timeout=20) == 0
     finally:

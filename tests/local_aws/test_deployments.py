@@ -22,6 +22,7 @@ from gitopsd.local_aws.records import (
     ROLLOUT_IN_PROGRESS,
     SD_ROLLBACK_FAILED,
     SD_ROLLBACK_IN_PROGRESS,
+    SD_ROLLBACK_REQUESTED,
     SD_ROLLBACK_SUCCESSFUL,
     SD_STOPPED,
     SD_SUCCESSFUL,
@@ -195,6 +196,17 @@ def test_circuit_breaker_fails_and_rolls_back_to_last_completed() -> None:
     h.tick()
     assert h.rows()[0] == (PRIMARY, "web:3", 2, 0, 2, 2, ROLLOUT_IN_PROGRESS)
     h.tick()  # third failure: threshold max(3, ceil(0.5 * 2)) = 3
+    # The window ECS shows: the FAILED deployment is still PRIMARY, the rollback requested.
+    assert h.rows() == [
+        (PRIMARY, "web:3", 2, 0, 0, 3, ROLLOUT_FAILED),
+        (ACTIVE, "web:1", 2, 2, 0, 0, ROLLOUT_COMPLETED),
+    ]
+    assert h.sim.task_definition == BAD
+    assert record.status == SD_ROLLBACK_REQUESTED
+    assert record.status_reason == "Circuit breaker triggered: tasks failed to start."
+    assert record.rollback is None
+    assert h.sim.next_step_at == h.now + SEC  # the rollback is due at the next step
+    h.tick()
     assert h.sim.task_definition == GOOD  # the service moved back
     rollback = h.sim.primary
     assert rollback.is_rollback
@@ -219,6 +231,34 @@ def test_circuit_breaker_fails_and_rolls_back_to_last_completed() -> None:
     assert f"rolling back to deployment {rollback.id}." in messages
     assert messages[-1] == "has reached a steady state."
     assert any(m.startswith("is unable to consistently start tasks") for m in messages)
+
+
+def test_rollback_window_replays_step_by_step_and_a_new_deployment_supersedes_it() -> None:
+    h = Harness(desired=1, config=BREAKER_ROLLBACK)
+    h.deploy(GOOD)
+    h.tick(1)
+    record = h.deploy(BAD)
+    tripped_at = h.now + 3 * SEC
+    h.tick(10)  # one late request replays trip, window and rollback
+    rollback = h.sim.primary
+    assert rollback.is_rollback
+    assert rollback.created_at == tripped_at + SEC  # one step after the trip
+    assert record.rollback is not None
+    assert record.rollback.started_at == tripped_at + SEC
+    assert record.status == SD_ROLLBACK_SUCCESSFUL
+
+    h = Harness(desired=1, config=BREAKER_ROLLBACK)
+    h.deploy(GOOD)
+    h.tick(1)
+    record = h.deploy(BAD)
+    h.tick(3)
+    assert record.status == SD_ROLLBACK_REQUESTED
+    newer = h.deploy(GOOD2)  # a change in the window stops the requested rollback
+    assert record.status == SD_STOPPED
+    h.tick(5)
+    assert newer.status == SD_SUCCESSFUL
+    assert not any(d.is_rollback for d in h.sim.deployments)
+    assert h.rows() == [(PRIMARY, "web:2", 1, 1, 0, 0, ROLLOUT_COMPLETED)]
 
 
 def test_without_circuit_breaker_a_failing_deployment_stays_in_progress() -> None:
@@ -273,6 +313,8 @@ def test_a_failing_rollback_ends_rollback_failed() -> None:
     record = h.deploy(BAD)
     h.probe = Probe(BAD, GOOD)  # from now on the old image cannot start either
     h.tick(3)
+    assert record.status == SD_ROLLBACK_REQUESTED
+    h.tick()
     assert h.sim.primary.is_rollback
     assert record.status == SD_ROLLBACK_IN_PROGRESS
     h.tick(3)

@@ -121,6 +121,8 @@ def test_failing_image_with_circuit_breaker_rolls_back(
         ("ACTIVE", "web:1", 2, 2, 0, 0, "COMPLETED"),
     ]
     local_aws.advance(1)  # third failed task: the threshold is max(3, ceil(2 / 2))
+    assert rows(describe(ecs, cluster))[0] == ("PRIMARY", "web:2", 2, 0, 0, 3, "FAILED")
+    local_aws.advance(1)  # the rollback deployment starts one step after the trip
     service = describe(ecs, cluster)
     assert service["taskDefinition"] == good
     assert rows(service)[0] == ("PRIMARY", "web:1", 2, 0, 2, 0, "IN_PROGRESS")
@@ -164,6 +166,74 @@ def test_failing_image_with_circuit_breaker_rolls_back(
     )["serviceRevisions"]
     assert revisions[0]["taskDefinition"] == bad
     assert revisions[0]["containerImages"] == [{"containerName": "app", "image": "app:broken"}]
+
+
+def test_circuit_breaker_trip_shows_rollback_requested_for_one_step(
+    local_aws: LocalAws, ecs: Any, cluster: str, register: RegisterTaskDefinition
+) -> None:
+    local_aws.configure(fail_images=["*:broken"])
+    good, bad = register("app:1"), register("app:broken")
+    create(ecs, cluster, good, deploymentConfiguration=BREAKER_ROLLBACK)
+    local_aws.advance(2)
+    ecs.update_service(cluster=cluster, service="web", taskDefinition=bad)
+    failed_id = describe(ecs, cluster)["deployments"][0]["id"]
+    local_aws.advance(3)  # the third failed task trips the breaker
+
+    service = describe(ecs, cluster)
+    assert service["taskDefinition"] == bad
+    assert rows(service) == [
+        ("PRIMARY", "web:2", 2, 0, 0, 3, "FAILED"),
+        ("ACTIVE", "web:1", 2, 2, 0, 0, "COMPLETED"),
+    ]
+    primary = service["deployments"][0]
+    assert primary["id"] == failed_id
+    assert primary["rolloutStateReason"] == "ECS deployment circuit breaker: tasks failed to start."
+    arn = service["currentServiceDeployment"]
+    [record] = ecs.describe_service_deployments(serviceDeploymentArns=[arn])["serviceDeployments"]
+    assert record["status"] == "ROLLBACK_REQUESTED"
+    assert "circuit breaker" in record["statusReason"].lower()
+    assert record["deploymentCircuitBreaker"]["status"] == "TRIGGERED"
+    assert "rollback" not in record
+    assert not any("rolling back" in m for m in messages(service))
+
+    local_aws.advance(1)  # one step interval (1 / pace) later
+    service = describe(ecs, cluster)
+    assert service["taskDefinition"] == good
+    assert rows(service)[0] == ("PRIMARY", "web:1", 2, 0, 2, 0, "IN_PROGRESS")
+    assert service["deployments"][0]["id"] != failed_id
+    assert [d["id"] for d in service["deployments"]].count(failed_id) == 0  # it had no task
+    [record] = ecs.describe_service_deployments(serviceDeploymentArns=[arn])["serviceDeployments"]
+    assert record["status"] == "ROLLBACK_IN_PROGRESS"
+    assert record["rollback"]["serviceRevisionArn"]
+    local_aws.advance(2)
+    [record] = ecs.describe_service_deployments(serviceDeploymentArns=[arn])["serviceDeployments"]
+    assert record["status"] == "ROLLBACK_SUCCESSFUL"
+
+
+def test_circuit_breaker_trip_window_on_the_real_clock(
+    local_aws: LocalAws, ecs: Any, cluster: str, register: RegisterTaskDefinition
+) -> None:
+    local_aws.configure(fail_images=["*:broken"], clock="real", pace=20.0)
+    good, bad = register("app:1"), register("app:broken")
+    create(ecs, cluster, good, desired=1, deploymentConfiguration=BREAKER_ROLLBACK)
+    deadline = time.monotonic() + 10
+    while rows(describe(ecs, cluster))[0][-1] != "COMPLETED":  # poll with a deadline
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    ecs.update_service(cluster=cluster, service="web", taskDefinition=bad)
+    arn = describe(ecs, cluster)["currentServiceDeployment"]
+    seen: list[str] = []
+    while not seen or seen[-1] not in ("ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED"):
+        assert time.monotonic() < deadline, seen
+        [record] = ecs.describe_service_deployments(serviceDeploymentArns=[arn])[
+            "serviceDeployments"
+        ]
+        if not seen or seen[-1] != record["status"]:
+            seen.append(record["status"])
+        time.sleep(0.005)
+    # No idle step is skipped on the real clock: the rollback starts on its own.
+    assert seen[-1] == "ROLLBACK_SUCCESSFUL"
+    assert describe(ecs, cluster)["taskDefinition"] == good
 
 
 def test_failing_image_without_circuit_breaker_stays_in_progress(

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import yaml
+
 from gitopsd.backends.ecs.schema import describe_only_fields, ecs_schema
-from gitopsd.manifests.loader import load_manifests, parse_file
+from gitopsd.config import DEFAULT_MAX_FILE_SIZE
+from gitopsd.errors import ManifestError, Problem
+from gitopsd.manifests import loader
+from gitopsd.manifests.loader import LocatedDoc, load_manifests, parse_file
+from gitopsd.manifests.render import read_directory, render_app
 from gitopsd.model import Origin
 
 from .support import SERVICE, TASK_DEFINITION, Repo
@@ -81,13 +88,174 @@ containerDefinitions:
 def test_yaml_syntax_error_names_the_line(repo: Repo) -> None:
     repo.write("app/svc.yaml", "kind: Service\nserviceName: web\ntags: [a, b\ndesiredCount: 1\n")
     (problem,) = repo.problems()
-    assert problem.startswith("app/svc.yaml:4: invalid YAML: ")
+    assert problem == (
+        "app/svc.yaml:4: invalid YAML at column 13: expected ',' or ']', but got ':'"
+        " (while parsing a flow sequence started at line 3, column 7)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column", "what"),
+    [
+        # the parser: 'mapping values are not allowed here\n  in ..., line 3, column 15'
+        (
+            "kind: Service\nserviceName: web\n  desiredCount: 1\n",
+            3,
+            15,
+            "mapping values are not allowed here",
+        ),
+        ("kind: Service\nname: a: b\n", 2, 8, "mapping values are not allowed here"),
+        (
+            "kind: Service\nimage: 'nginx\n",
+            3,
+            1,
+            "found unexpected end of stream"
+            " (while scanning a quoted scalar started at line 2, column 8)",
+        ),
+        (
+            "kind: Service\n\tdesiredCount: 2\n",
+            2,
+            1,
+            "found character '\\t' that cannot start any token (while scanning for the next token)",
+        ),
+        ("kind: Service\nrole: *nope\n", 2, 7, "found undefined alias 'nope'"),
+        (
+            "a: {x: 1]\n",
+            1,
+            9,
+            "expected ',' or '}', but got ']' (while parsing a flow mapping started at column 4)",
+        ),
+        # no mark from PyYAML's reader, only a position: counted here the same way
+        (
+            "kind: Service\nrole: a\x07b\n",
+            2,
+            8,
+            "unacceptable character #x0007: special characters are not allowed",
+        ),
+    ],
+    ids=["indent", "colon", "quote", "tab", "alias", "flow", "control"],
+)
+def test_yaml_syntax_errors_name_the_parsers_line_and_column(
+    text: str, line: int, column: int, what: str
+) -> None:
+    """PyYAML's 0-based marks are reported 1-based, as PyYAML's own message prints them."""
+    _, problems = parse_file("svc.yaml", text.encode())
+    assert problems == [Problem("svc.yaml", line, "", f"invalid YAML at column {column}: {what}")]
+    with pytest.raises(yaml.YAMLError) as info:
+        list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    if isinstance(info.value, yaml.MarkedYAMLError):  # what PyYAML itself prints
+        assert f"line {line}, column {column}:" in str(info.value)
+
+
+def test_yaml_syntax_error_after_a_bom_and_crlf_counts_like_an_editor() -> None:
+    _, problems = parse_file("svc.yaml", b"\xef\xbb\xbfkind: Service\r\nname: a: b\r\n")
+    assert problems == [
+        Problem("svc.yaml", 2, "", "invalid YAML at column 8: mapping values are not allowed here")
+    ]
 
 
 def test_json_syntax_error_names_the_line(repo: Repo) -> None:
     repo.write("app/svc.json", '{\n  "kind": "Service",\n  "serviceName": "web",,\n}\n')
     (problem,) = repo.problems()
-    assert problem.startswith("app/svc.json:3: invalid JSON: ")
+    assert problem == (
+        "app/svc.json:3: invalid JSON at column 24: "
+        "Expecting property name enclosed in double quotes"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column", "what"),
+    [
+        ('{\n  "kind": "Service"\n  "x": 1}', 3, 3, "Expecting ',' delimiter"),
+        ('{"kind": "Service"}\n{"x": 1}\n', 2, 1, "Extra data"),
+        ('{\n  "kind": Service\n}', 2, 11, "Expecting value"),
+        ("\ufeff{\n\t\"kind\": 'Service'}", 2, 10, "Expecting value"),
+    ],
+    ids=["comma", "extra", "bare", "bom-tab"],
+)
+def test_json_syntax_errors_name_the_line_and_column(
+    text: str, line: int, column: int, what: str
+) -> None:
+    """json's lineno and colno count from 1 already."""
+    _, problems = parse_file("svc.json", text.encode())
+    assert problems == [Problem("svc.json", line, "", f"invalid JSON at column {column}: {what}")]
+
+
+def test_a_file_over_the_size_cap_is_refused_before_parsing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def parse(file: str, text: str) -> tuple[list[LocatedDoc], list[Problem]]:
+        raise AssertionError(f"{file} was parsed")
+
+    monkeypatch.setattr(loader, "_parse_yaml", parse)
+    monkeypatch.setattr(loader, "_parse_json", parse)
+    big = b"kind: Service\nserviceName: web\n" + b"# padding\n" * 20  # 231 bytes
+    files = {"app/big.yaml": big, "app/big.json": big}
+    docs, problems = load_manifests(files, ecs_schema(), max_file_size=200)
+    assert docs == []
+    assert [str(p) for p in problems] == [
+        f"app/{name}: file is 231 bytes, larger than the limit of 200 bytes for one manifest "
+        "file, so it was not parsed: split it, or raise [manifests].max_file_size"
+        for name in ("big.json", "big.yaml")
+    ]
+
+
+def test_the_size_cap_is_a_limit_on_bytes_not_characters() -> None:
+    text = "kind: Service\nserviceName: caf\u00e9\n"
+    assert (len(text), len(text.encode())) == (32, 33)
+    _, problems = parse_file("a.yaml", text.encode(), max_file_size=32)
+    assert problems[0].message.startswith("file is 33 bytes, larger than the limit of 32 bytes")
+    docs, problems = parse_file("a.yaml", text.encode(), max_file_size=33)
+    assert (len(docs), problems) == (1, [])
+
+
+def test_the_size_cap_names_large_sizes_in_binary_units() -> None:
+    problem = loader.too_large("apps/web/big.yaml", 27 * 1024 * 1024 + 300_000, 1024 * 1024)
+    assert str(problem) == (
+        "apps/web/big.yaml: file is 27.3 MiB (28611552 bytes), larger than the limit of "
+        "1 MiB (1048576 bytes) for one manifest file, so it was not parsed: "
+        "split it, or raise [manifests].max_file_size"
+    )
+
+
+def test_a_file_at_or_under_the_cap_is_read(repo: Repo) -> None:
+    repo.write("app/td.yaml", TASK_DEFINITION)
+    repo.write("app/svc.yaml", SERVICE)
+    size = max(len(TASK_DEFINITION), len(SERVICE))
+    resources = render_app(read_directory(repo.root), repo.app(), repo.schema, max_file_size=size)
+    assert sorted(r.key for r in resources) == ["Service/web", "TaskDefinition/web"]
+    with pytest.raises(ManifestError) as info:
+        render_app(read_directory(repo.root), repo.app(), repo.schema, max_file_size=size - 1)
+    too_large = [p.file for p in info.value.problems if "larger than the limit" in p.message]
+    assert too_large == ["app/td.yaml"]  # the service then names an undeclared family
+
+
+def test_the_default_cap_is_one_mebibyte(repo: Repo) -> None:
+    repo.write("app/svc.yaml", SERVICE)
+    padding = DEFAULT_MAX_FILE_SIZE - len(TASK_DEFINITION)
+    repo.write("app/td.yaml", TASK_DEFINITION + "#" * padding)
+    assert len(render_app(read_directory(repo.root), repo.app(), repo.schema)) == 2
+    repo.write("app/td.yaml", TASK_DEFINITION + "#" * (padding + 1))
+    assert [p for p in repo.problems() if p.startswith("app/td.yaml")] == [
+        "app/td.yaml: file is 1.0 MiB (1048577 bytes), larger than the limit of 1 MiB "
+        "(1048576 bytes) for one manifest file, so it was not parsed: "
+        "split it, or raise [manifests].max_file_size"
+    ]
+
+
+def test_the_size_cap_applies_to_overlay_files(repo: Repo) -> None:
+    repo.write("app/td.yaml", TASK_DEFINITION)
+    repo.write("app/svc.yaml", SERVICE)
+    cap = max(len(TASK_DEFINITION), len(SERVICE))
+    patch = "target: {kind: Service, name: web}\nmergePatch: {desiredCount: 3}\n"
+    repo.write("prod/scale.yaml", patch + "#" * cap)
+    with pytest.raises(ManifestError) as info:
+        render_app(
+            read_directory(repo.root), repo.app(overlays=["prod"]), repo.schema, max_file_size=cap
+        )
+    (problem,) = info.value.problems
+    assert problem.file == "prod/scale.yaml"
+    assert "larger than the limit" in problem.message
 
 
 def test_duplicate_keys_are_problems() -> None:

@@ -26,7 +26,7 @@ def test_several_problems_from_every_stage_are_reported_at_once(repo: Repo) -> N
     repo.write("app/svc.yaml", SERVICE.replace("desiredCount: 2", "desiredCount: two"))
     repo.write("overlays/prod/p.yaml", "target: {kind: Service, name: api}\nmergePatch: {}\n")
     assert repo.problems(overlays=["overlays/prod"]) == [
-        "app/a-broken.yaml:3: invalid YAML: expected the node content, but found"
+        "app/a-broken.yaml:3: invalid YAML at column 1: expected the node content, but found"
         " '<stream end>' (while parsing a flow node)",
         "app/svc.yaml:4: desiredCount: expected integer, got string",
         "app/td.yaml:7: containerDefinitions[0].image: undefined variable ${TAG}; "

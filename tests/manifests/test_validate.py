@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from gitopsd.backends.ecs.validate import validate_documents
+from typing import Any
+
+import pytest
+
+from gitopsd.backends.ecs.service_model import input_shape
+from gitopsd.backends.ecs.validate import check_create_service, validate_documents
+from gitopsd.errors import PlanError
 from gitopsd.manifests.loader import parse_file
+from gitopsd.model import Origin
 
 from .support import SERVICE, TASK_DEFINITION, Repo
 
@@ -231,3 +238,49 @@ def test_tags_without_a_value_are_valid() -> None:
     text = b"kind: Service\nserviceName: web\ntaskDefinition: web\ntags: [{key: team}]\n"
     (doc,), _ = parse_file("a.yaml", text)
     assert [p.path for p in validate_documents([doc])] == ["taskDefinition"]
+
+
+def test_a_service_without_desired_count_is_valid_offline(repo: Repo) -> None:
+    """It may be an existing service whose count autoscaling owns; creating one is checked later."""
+    repo.write("app/td.yaml", TASK_DEFINITION)
+    repo.write("app/svc.yaml", SERVICE.replace("desiredCount: 2\n", ""))
+    (_, service) = repo.render()
+    assert "desiredCount" not in service.spec
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"serviceName": "web", "taskDefinition": "web", "desiredCount": 2},
+        {"serviceName": "web", "taskDefinition": "web", "desiredCount": 0},
+        {"serviceName": "agent", "taskDefinition": "agent", "schedulingStrategy": "DAEMON"},
+    ],
+    ids=["replica", "zero", "daemon"],
+)
+def test_creating_a_service_with_desired_count_or_as_daemon_is_fine(spec: dict[str, Any]) -> None:
+    check_create_service(spec, Origin("apps/web/svc.yaml", 1))
+
+
+@pytest.mark.parametrize(
+    "strategy", [{}, {"schedulingStrategy": "REPLICA"}], ids=["default", "replica"]
+)
+def test_creating_a_replica_service_without_desired_count_is_refused(
+    strategy: dict[str, str],
+) -> None:
+    spec = {"serviceName": "web", "taskDefinition": "web", **strategy}
+    with pytest.raises(PlanError) as info:
+        check_create_service(spec, Origin("apps/web/svc.yaml", 3))
+    assert str(info.value) == (
+        "apps/web/svc.yaml:3: desiredCount: required to create Service 'web': CreateService "
+        "needs it for a REPLICA service (schedulingStrategy REPLICA or unset); set desiredCount "
+        "(autoscaling may take it over later: once the service exists, a manifest without "
+        "desiredCount leaves the live count alone)"
+    )
+
+
+def test_the_desired_count_rule_is_the_one_botocore_documents() -> None:
+    """If a later botocore documents a default instead, check_create_service must follow."""
+    shape = input_shape("CreateService")
+    text = shape.members["desiredCount"].documentation
+    assert "required if <code>schedulingStrategy</code> is <code>REPLICA</code>" in text
+    assert "desiredCount" not in shape.required_members

@@ -9,12 +9,12 @@ directory must not trip over each other.
 from __future__ import annotations
 
 import errno
-import os
 import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,7 @@ def test_a_damaged_cache_is_moved_aside_and_cloned_again(
         assert Path(event["moved_to"]).is_dir()
 
 
-def test_damage_found_while_reading_is_rebuilt_by_the_next_fetch(
+def test_damage_found_while_reading_is_rebuilt_by_the_read(
     config_repo: GitRepo, git_root: Path, cache_root: Path, sources: list[GitSource]
 ) -> None:
     source = make_source(sources, cache_root, str(git_root / "config.git"))
@@ -106,9 +106,28 @@ def test_damage_found_while_reading_is_rebuilt_by_the_next_fetch(
     source.close()
     _truncate_packs(source.path)
 
-    with pytest.raises(SourceUnavailable, match=r"is damaged .*the next fetch rebuilds it"):
+    assert source.read_tree(rev.commit, "apps/web/base/service.yaml") == {
+        "apps/web/base/service.yaml": SERVICE_YAML.encode()
+    }
+    assert source.last_fetch is not None
+    assert source.last_fetch.fetched  # cloned again
+    assert fetch(source) == rev
+
+
+def test_damage_found_while_reading_is_rebuilt_by_the_next_fetch_if_the_remote_is_away(
+    config_repo: GitRepo, git_root: Path, cache_root: Path, sources: list[GitSource]
+) -> None:
+    bare = git_root / "config.git"
+    source = make_source(sources, cache_root, str(bare))
+    rev = fetch(source)
+    source.close()
+    _truncate_packs(source.path)
+    bare.rename(bare.with_name("away.git"))
+
+    with pytest.raises(SourceUnavailable, match=r"is damaged .*the next fetch retries"):
         source.read_tree(rev.commit, "apps/web")
 
+    bare.with_name("away.git").rename(bare)
     assert fetch(source) == rev
     assert source.last_fetch is not None
     assert source.last_fetch.fetched  # cloned again
@@ -143,26 +162,89 @@ def test_a_transient_os_error_keeps_the_cache(
     assert not source.last_fetch.fetched  # the cache was kept: nothing downloaded again
 
 
-def test_a_stale_ref_lock_is_removed_and_a_fresh_one_is_a_temporary_error(
+@pytest.mark.parametrize(
+    "leftover",
+    [
+        "refs/heads/main.lock",
+        "packed-refs.lock",
+        "HEAD.lock",
+        "objects/pack/tmp_leftover.pack",
+        "objects/tmp_pack_leftover",
+    ],
+)
+def test_a_lock_or_temp_file_left_by_a_crash_is_removed_whatever_its_age(
+    leftover: str,
+    config_repo: GitRepo,
+    git_root: Path,
+    cache_root: Path,
+    sources: list[GitSource],
+) -> None:
+    """gitopsd's writers all hold the CacheLock: any such file found while holding it is stale."""
+    source = make_source(sources, cache_root, str(git_root / "config.git"), timeout=60)
+    fetch(source)
+    left = source.path / leftover
+    config_repo.write("x.yaml", "x: 1\n")
+    head = config_repo.commit("x")
+    config_repo.push()
+    left.write_text("")  # a fetch that crashed a moment ago (fresh mtime)
+
+    with structlog.testing.capture_logs() as logs:
+        assert fetch(source).commit == head
+
+    assert not left.exists()
+    removed = [e for e in logs if e["event"] == "source.cache_stale_files_removed"]
+    assert removed[0]["files"] == [leftover]
+    assert removed[0]["log_level"] == "warning"
+
+
+def test_lock_files_are_left_alone_while_another_process_holds_the_cache(
     config_repo: GitRepo, git_root: Path, cache_root: Path, sources: list[GitSource]
 ) -> None:
-    source = make_source(sources, cache_root, str(git_root / "config.git"), timeout=5)
+    source = make_source(sources, cache_root, str(git_root / "config.git"), timeout=0.3)
     fetch(source)
     lock = source.path / "refs" / "heads" / "main.lock"
+    lock.write_text("")  # written by the holder below, which is still fetching
     config_repo.write("x.yaml", "x: 1\n")
     head = config_repo.commit("x")
     config_repo.push()
 
-    lock.write_text("")  # a fetch in another process that is still running, or just crashed
-    with pytest.raises(SourceUnavailable, match=r"refs/heads/main is locked"):
-        fetch(source)
+    with _holding(cache.CacheLock(source.path).path):
+        with pytest.raises(SourceUnavailable, match="another gitopsd process is still fetching"):
+            fetch(source)
+        assert lock.exists()
+        assert cache.remove_stale_files(source.path, max_age=3600) == []  # spares fresh ones
 
-    os.utime(lock, (1_000_000_000, 1_000_000_000))  # older than the fetch timeout: a crash
-    with structlog.testing.capture_logs() as logs:
-        assert fetch(source).commit == head
+    assert fetch(source).commit == head
     assert not lock.exists()
-    removed = [e for e in logs if e["event"] == "source.cache_stale_files_removed"]
-    assert removed[0]["files"] == ["refs/heads/main.lock"]
+
+
+@contextmanager
+def _holding(lock_file: Path) -> Iterator[None]:
+    """Another process holding ``flock`` on ``lock_file`` until the block ends."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys\n"
+            "f = open(sys.argv[1], 'w')\n"
+            "fcntl.flock(f, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "sys.stdin.read()\n",
+            str(lock_file),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdin is not None
+    assert holder.stdout is not None
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        yield
+    finally:
+        holder.stdin.close()  # the holder exits, and the kernel releases its lock
+        holder.wait(timeout=10)
+        holder.stdout.close()
 
 
 def test_a_fetch_waits_for_another_process_holding_the_cache(

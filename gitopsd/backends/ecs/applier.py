@@ -11,7 +11,15 @@ means "never set". What gitopsd writes carries its ownership tags.
 
 If a write fails part-way (throttling that outlasts the retries, say), the
 error says which resource failed and carries what was already written, so the
-engine can report and verify it.
+engine can report and verify it. Each write is reported to the engine's
+journal as soon as it is made, and a write in flight is finished (shielded
+from cancellation, within the call timeout) before a Ctrl-C or SIGTERM takes
+effect, so an interrupted sync can say exactly what it wrote.
+
+RegisterTaskDefinition has no client token: when its answer is lost (a 5xx, a
+timeout, a dropped connection) the family's newest revision is compared with
+the request before it is sent again, and reused when identical, so a retry
+never leaves a duplicate revision.
 """
 
 from __future__ import annotations
@@ -20,15 +28,17 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import structlog
 from botocore.validate import ParamValidator
 
-from gitopsd.backends.base import Applied, ApplyResult
+from gitopsd.backends.base import Applied, ApplyResult, Journal
 from gitopsd.backends.ecs.client import EcsClient
-from gitopsd.backends.ecs.normalise import service_reset_value
+from gitopsd.backends.ecs.normalise import normalise_task_definition, service_reset_value
 from gitopsd.backends.ecs.ownership import is_reserved_tag, managed_tags
 from gitopsd.backends.ecs.planner import blocking, primary_deployment, td_label
 from gitopsd.backends.ecs.service_model import input_shape
@@ -197,7 +207,15 @@ def validate_requests(requests: list[Request]) -> None:
         )
 
 
-async def apply_changeset(client: EcsClient, app: AppConfig, changeset: ChangeSet) -> ApplyResult:
+async def apply_changeset(
+    client: EcsClient,
+    app: AppConfig,
+    changeset: ChangeSet,
+    journal: Journal | None = None,
+    *,
+    grace: float = 60.0,
+) -> ApplyResult:
+    """Send the change set's requests in order; ``grace`` bounds a write finished after a cancel."""
     requests = build_requests(app, changeset)
     validate_requests(requests)
     td_arns = {
@@ -207,23 +225,65 @@ async def apply_changeset(client: EcsClient, app: AppConfig, changeset: ChangeSe
     }
     applied: list[Applied] = []
     for request in requests:
-        try:
-            done = await _send(client, app, request, td_arns)
-        except Exception as exc:
+        await anyio.lowlevel.checkpoint()  # a cancellation takes effect between writes
+        done: Applied | None = None
+        error: Exception | None = None
+        with anyio.CancelScope(shield=True), anyio.move_on_after(grace) as scope:
+            try:
+                done = await _send(client, app, request, td_arns)
+            except Exception as exc:
+                error = exc
+        if scope.cancelled_caught:
+            if journal is not None:
+                journal.unsure(request.key, f"{request.op} got no answer within {grace:g}s")
+            error = TimeoutError(f"{request.op} got no answer within {grace:g}s")
+        if error is not None:
             partial = ApplyResult(app=app.name, applied=tuple(applied))
+            maybe = " (it may have been made: the next sync checks)" if _unsure(error) else ""
             raise ApplyError(
-                f"{_where(request.key, request.origin)}: {exc}", cause=exc, partial=partial
-            ) from exc
+                f"{_where(request.key, request.origin)}: {error}{maybe}",
+                cause=error,
+                partial=partial,
+            ) from error
         if done is not None:
             applied.append(done)
+            if journal is not None:
+                journal.wrote(done)
     return ApplyResult(app=app.name, applied=tuple(_merge(applied)))
+
+
+def _unsure(error: BaseException) -> bool:
+    return bool(getattr(error, "maybe_applied", False)) or isinstance(error, TimeoutError)
+
+
+def _identical_revision(client: EcsClient, body: Mapping[str, Any], app: AppConfig) -> Any:
+    """A ``recover`` for RegisterTaskDefinition: the family's newest revision, if it is ours."""
+    wanted = normalise_task_definition(body, ignore_tag_keys=app.ignore_tag_keys)
+
+    async def recover() -> dict[str, Any] | None:
+        latest = await client.latest_task_definition(str(body["family"]))
+        if latest is None:
+            return None
+        if normalise_task_definition(latest, ignore_tag_keys=app.ignore_tag_keys) != wanted:
+            return None
+        log.warning(
+            "apply.register_recovered",
+            app=app.name,
+            arn=latest["taskDefinitionArn"],
+            hint="the earlier attempt was registered although its answer was lost",
+        )
+        return {"taskDefinition": latest, "tags": latest.get("tags", [])}
+
+    return recover
 
 
 async def _send(
     client: EcsClient, app: AppConfig, request: Request, td_arns: dict[str, str]
 ) -> Applied | None:
     if request.op == "RegisterTaskDefinition":
-        td = await client.register_task_definition(request.body)
+        td = await client.register_task_definition(
+            request.body, recover=_identical_revision(client, request.body, app)
+        )
         arn = td["taskDefinitionArn"]
         td_arns[request.body["family"]] = arn
         log.info("apply.task_definition", app=app.name, arn=arn)
@@ -252,6 +312,7 @@ async def _send(
         rollout=td_arn,
         at=started,
         deployment=str(primary.get("id", "")),
+        service_deployment=str(svc.get("currentServiceDeployment") or ""),
     )
 
 
@@ -263,10 +324,7 @@ def _merge(applied: list[Applied]) -> list[Applied]:
         if prev is None:
             out[a.key] = a
         elif a.action == "retagged":
-            out[a.key] = Applied(
-                prev.key, prev.action, prev.arn, f"{prev.message}; retagged",
-                prev.rollout, prev.at, prev.deployment,
-            )  # fmt: skip
+            out[a.key] = replace(prev, message=f"{prev.message}; retagged")
         else:
             out[a.key] = a
     return list(out.values())

@@ -12,15 +12,15 @@ from typing import Self
 
 import anyio
 
-from gitopsd.backends.base import ApplyResult, RolloutStatus
+from gitopsd.backends.base import ApplyResult, Journal, RolloutStatus
 from gitopsd.backends.ecs.applier import apply_changeset
 from gitopsd.backends.ecs.client import EcsClient
 from gitopsd.backends.ecs.planner import plan_app
-from gitopsd.backends.ecs.rollout import Progress, watch_rollouts
+from gitopsd.backends.ecs.rollout import Progress, Target, watch_rollouts
 from gitopsd.backends.ecs.schema import ecs_schema
 from gitopsd.config import AppConfig, AwsConfig
 from gitopsd.manifests.schema import Schema
-from gitopsd.model import ChangeSet, Resource, Revision
+from gitopsd.model import Action, ChangeSet, Resource, Revision
 from gitopsd.state import StateDir
 
 
@@ -67,22 +67,68 @@ class EcsBackend:
         self, app: AppConfig, resources: Sequence[Resource], revision: Revision | None
     ) -> ChangeSet:
         client = await self.client(app)
-        return await plan_app(client, app, resources, revision, self.state.last_good(app.name))
+        return await plan_app(client, app, resources, revision)
 
-    async def apply(self, app: AppConfig, changeset: ChangeSet) -> ApplyResult:
+    async def apply(
+        self, app: AppConfig, changeset: ChangeSet, journal: Journal | None = None
+    ) -> ApplyResult:
         client = await self.client(app)
-        return await apply_changeset(client, app, changeset)
+        return await apply_changeset(
+            client, app, changeset, journal, grace=self.aws.call_timeout * self.aws.max_attempts
+        )
 
     async def verify(
-        self, app: AppConfig, result: ApplyResult, timeout: float
+        self, app: AppConfig, changeset: ChangeSet, result: ApplyResult, timeout: float
     ) -> Sequence[RolloutStatus]:
         client = await self.client(app)
-        return await watch_rollouts(
+        record = self.state.last_good(app.name)
+        targets = rollout_targets(changeset, result)
+        statuses = await watch_rollouts(
             client,
             app,
-            result.applied,
+            targets,
             timeout=timeout,
             poll_interval=self.poll_interval,
-            last_good=self.state.last_good(app.name),
+            last_good=record,
             progress=self.progress,
         )
+        watched = {t.service for t in targets}
+        steady = {
+            rc.name: str(rc.details["deployment_td"])
+            for rc in changeset.resources
+            if rc.kind == "Service"
+            and rc.name not in watched
+            and rc.health is not None
+            and rc.health.settled
+            and rc.details.get("td_in_sync")
+        }
+        if steady:  # steady on what Git asks for: a good rollback target for later passes
+            await record.aupdate(**steady)
+        return statuses
+
+
+def rollout_targets(changeset: ChangeSet, result: ApplyResult) -> list[Target]:
+    """What verify follows: the rollouts apply started, and those the plan found unsettled.
+
+    A service the plan found rolling out or failed (an interrupted run's rollout,
+    or one a human started) and that apply did not touch is followed from the
+    deployment it is in, so a rerun never calls a failing service in sync.
+    """
+    targets = {a.key: Target.of(a) for a in result.applied if a.rollout}
+    for rc in changeset.unsettled:
+        if rc.kind != "Service" or rc.key in targets or rc.action is Action.CREATE:
+            continue
+        if any(a.key == rc.key for a in result.applied):
+            continue  # written without a new deployment: its rollout is the one found
+        td = str(rc.details.get("deployment_td", ""))
+        targets[rc.key] = Target(
+            service=rc.name,
+            key=rc.key,
+            td_arn=td,
+            deployment_id=str(rc.details.get("deployment", "")),
+            service_deployment=str(rc.details.get("service_deployment", "")),
+            since=float(rc.details.get("deployment_created") or 0.0),
+            adopted=True,
+            desired=bool(rc.details.get("td_in_sync")),
+        )
+    return list(targets.values())

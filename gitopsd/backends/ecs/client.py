@@ -81,6 +81,7 @@ HINTS: dict[str, str] = {
 }
 
 DESCRIBE_SERVICES_BATCH = 10
+DESCRIBE_SERVICE_DEPLOYMENTS_BATCH = 20
 
 
 class _Retryable(Exception):
@@ -91,8 +92,24 @@ class _Retryable(Exception):
         self.error = error
 
 
+#: Error codes that say the request was refused before it was carried out.
+NOT_APPLIED_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+    }
+)
+
+
 def classify(op: str, exc: BaseException) -> BackendUnavailable | BackendRejected:
-    """Turn a botocore/network failure into gitopsd's temporary/permanent errors."""
+    """Turn a botocore/network failure into gitopsd's temporary/permanent errors.
+
+    A temporary error whose request may have been carried out anyway (a 5xx, a
+    read timeout, a connection dropped after the request was sent) is marked
+    ``maybe_applied``: a write must be checked before it is sent again.
+    """
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         code = str(err.get("Code", ""))
@@ -100,7 +117,8 @@ def classify(op: str, exc: BaseException) -> BackendUnavailable | BackendRejecte
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         text = f"ECS {op} failed: {code}: {message}"
         if code in RETRYABLE_CODES or status >= 500 or _retryable_message(code, message):
-            return BackendUnavailable(text)
+            maybe = code not in NOT_APPLIED_CODES and not _retryable_message(code, message)
+            return BackendUnavailable(text, maybe_applied=maybe)
         if code in HINTS:
             text += f" ({HINTS[code]})"
         return BackendRejected(text)
@@ -114,13 +132,15 @@ def classify(op: str, exc: BaseException) -> BackendUnavailable | BackendRejecte
             "no AWS credentials found: use the default chain (environment, profile, "
             "instance or task role) or set [aws].profile"
         )
-    if isinstance(
-        exc,
-        EndpointConnectionError | ConnectionClosedError | ReadTimeoutError | TimeoutError | OSError,
-    ):
+    if isinstance(exc, EndpointConnectionError):  # no connection: nothing was sent
         return BackendUnavailable(f"ECS {op} failed: cannot reach the endpoint: {exc}")
+    if isinstance(exc, ConnectionClosedError | ReadTimeoutError | TimeoutError | OSError):
+        return BackendUnavailable(
+            f"ECS {op} failed: no answer from the endpoint: {exc or type(exc).__name__}",
+            maybe_applied=True,
+        )
     if isinstance(exc, HTTPClientError):  # includes ResponseStreamingError: transport failures
-        return BackendUnavailable(f"ECS {op} failed: {exc}")
+        return BackendUnavailable(f"ECS {op} failed: {exc}", maybe_applied=True)
     if isinstance(exc, BotoCoreError):
         return BackendRejected(f"ECS {op} failed: {exc}")
     return BackendRejected(f"ECS {op} failed: {type(exc).__name__}: {exc}")
@@ -155,6 +175,8 @@ class EcsClient:
         self._td_cache: dict[str, dict[str, Any]] = {}
         #: Calls made by operation name (each attempt counts), for tests and metrics.
         self.calls: Counter[str] = Counter()
+        #: Whether the endpoint has the service deployments API (None: not asked yet).
+        self.service_deployments_supported: bool | None = None
         self.pacer = Pacer()
 
     async def __aenter__(self) -> Self:
@@ -181,11 +203,30 @@ class EcsClient:
         with anyio.CancelScope(shield=True):
             await self._stack.aclose()
 
-    async def call(self, op: str, **params: Any) -> dict[str, Any]:
-        """Call ECS operation ``op`` (PascalCase) with retries, a timeout and pacing."""
+    async def call(
+        self,
+        op: str,
+        *,
+        recover: Callable[[], Awaitable[dict[str, Any] | None]] | None = None,
+        **params: Any,
+    ) -> dict[str, Any]:
+        """Call ECS operation ``op`` (PascalCase) with retries, a timeout and pacing.
+
+        ``recover`` is for writes that are not idempotent: after an attempt that
+        may have been carried out (see :func:`classify`), it is asked before the
+        next attempt whether the write took effect; an answer it returns is used
+        as the call's answer instead of sending the write again.
+        """
         method: Callable[..., Awaitable[dict[str, Any]]] = getattr(self._client, _snake(op))
+        uncertain = False
 
         async def attempt() -> dict[str, Any]:
+            nonlocal uncertain
+            if uncertain and recover is not None:
+                found = await recover()
+                if found is not None:
+                    log.warning("aws.write_recovered", op=op)
+                    return found
             delay = self.pacer.reserve(op)
             if delay > 0:
                 log.info("aws.paced", op=op, wait=round(delay, 3))
@@ -198,6 +239,7 @@ class EcsClient:
             except Exception as exc:
                 error = classify(op, exc)
                 if isinstance(error, BackendUnavailable):
+                    uncertain = uncertain or error.maybe_applied
                     log.warning("aws.retry", op=op, error=str(error))
                     raise _Retryable(error) from exc
                 raise error from exc
@@ -251,14 +293,28 @@ class EcsClient:
             cached = await self._describe_td(arn)
         return cached
 
+    async def latest_task_definition_arn(self, family: str) -> str | None:
+        """The ARN of the newest ACTIVE revision of ``family``; None when it has none.
+
+        ListTaskDefinitions takes the full family name (``familyPrefix`` is not a
+        prefix there) and answers an empty list for an unknown family, so no error
+        text has to be read. The highest revision of the page is taken, so an
+        endpoint that ignores ``sort`` (moto) gives the same answer.
+        """
+        out = await self.call(
+            "ListTaskDefinitions",
+            familyPrefix=family,
+            status="ACTIVE",
+            sort="DESC",
+            maxResults=1,
+        )
+        arns = [a for a in out.get("taskDefinitionArns", []) if _family(a) == family]
+        return max(arns, key=_revision_number) if arns else None
+
     async def latest_task_definition(self, family: str) -> dict[str, Any] | None:
-        """The newest ACTIVE revision of ``family``, or None when the family has none."""
-        try:
-            return await self._describe_td(family)
-        except BackendRejected as exc:
-            if "Unable to describe task definition" in str(exc) or "not found" in str(exc):
-                return None
-            raise
+        """The newest ACTIVE revision of ``family`` (cached by ARN), or None when it has none."""
+        arn = await self.latest_task_definition_arn(family)
+        return None if arn is None else await self.task_definition(arn)
 
     async def _describe_td(self, ref: str) -> dict[str, Any]:
         out = await self.call("DescribeTaskDefinition", taskDefinition=ref, include=["TAGS"])
@@ -269,8 +325,15 @@ class EcsClient:
 
     # -- writes ------------------------------------------------------------------------
 
-    async def register_task_definition(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        out = await self.call("RegisterTaskDefinition", **spec)
+    async def register_task_definition(
+        self,
+        spec: Mapping[str, Any],
+        *,
+        recover: Callable[[], Awaitable[dict[str, Any] | None]] | None = None,
+    ) -> dict[str, Any]:
+        """Register a revision. RegisterTaskDefinition has no client token, so after an
+        answer that was lost (5xx, timeout) ``recover`` looks for the revision first."""
+        out = await self.call("RegisterTaskDefinition", recover=recover, **spec)
         td = dict(out["taskDefinition"])
         td["tags"] = out.get("tags", spec.get("tags", []))
         self._td_cache[td["taskDefinitionArn"]] = td
@@ -283,6 +346,48 @@ class EcsClient:
     async def update_service(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         out = await self.call("UpdateService", **spec)
         return dict(out["service"])
+
+    # -- service deployments (when the endpoint has them) ---------------------------------
+
+    async def describe_service_deployments(self, arns: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Service deployments by ARN (20 per call). Raise ``BackendRejected`` if unsupported."""
+        found: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(arns), DESCRIBE_SERVICE_DEPLOYMENTS_BATCH):
+            chunk = list(arns[i : i + DESCRIBE_SERVICE_DEPLOYMENTS_BATCH])
+            out = await self.call("DescribeServiceDeployments", serviceDeploymentArns=chunk)
+            for sd in out.get("serviceDeployments", []):
+                found[str(sd.get("serviceDeploymentArn", ""))] = sd
+        return found
+
+    async def describe_service_revisions(self, arns: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Service revisions by ARN (20 per call)."""
+        found: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(arns), DESCRIBE_SERVICE_DEPLOYMENTS_BATCH):
+            chunk = list(arns[i : i + DESCRIBE_SERVICE_DEPLOYMENTS_BATCH])
+            out = await self.call("DescribeServiceRevisions", serviceRevisionArns=chunk)
+            for rev in out.get("serviceRevisions", []):
+                found[str(rev.get("serviceRevisionArn", ""))] = rev
+        return found
+
+    async def list_service_deployments(
+        self, cluster: str, service: str, statuses: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """The newest service deployments of a service with one of ``statuses`` (one page)."""
+        out = await self.call(
+            "ListServiceDeployments", cluster=cluster, service=service, status=list(statuses)
+        )
+        return list(out.get("serviceDeployments", []))
+
+
+def _family(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+def _revision_number(arn: str) -> int:
+    try:
+        return int(arn.rsplit(":", 1)[-1])
+    except ValueError:
+        return -1
 
 
 def _snake(op: str) -> str:

@@ -12,11 +12,17 @@ revision in place. A service's ``taskDefinition`` is compared as
 The plan also refuses, up front, what cannot be applied: services or families
 another app owns, fields ECS cannot change in place, fields that cannot be
 removed in place, and changes an external deployment controller must make.
+
+Planning is read-only, also towards gitopsd's own state: it writes no record.
+It reads each live service's health (is a rollout still running, or did it
+fail?), so a pass that finds nothing to change still notices a rollout that an
+interrupted run left behind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -31,6 +37,7 @@ from gitopsd.backends.ecs.normalise import (
     unowned_service_pointers,
 )
 from gitopsd.backends.ecs.ownership import owner_of
+from gitopsd.backends.ecs.validate import check_create_service
 from gitopsd.config import AppConfig
 from gitopsd.errors import PlanError
 from gitopsd.model import (
@@ -38,6 +45,8 @@ from gitopsd.model import (
     Action,
     ChangeSet,
     FieldChange,
+    Health,
+    HealthState,
     Resource,
     ResourceChange,
     Revision,
@@ -45,7 +54,6 @@ from gitopsd.model import (
 from gitopsd.plan.diff import diff
 from gitopsd.plan.keep import keep_ignored
 from gitopsd.pointer import split_pointer
-from gitopsd.state import JsonRecord
 
 log = structlog.get_logger(__name__)
 
@@ -108,7 +116,6 @@ async def plan_app(
     app: AppConfig,
     resources: Sequence[Resource],
     revision: Revision | None,
-    last_good: JsonRecord | None = None,
 ) -> ChangeSet:
     """The change set that brings the app's live resources to ``resources``."""
     tds = [r for r in resources if r.kind == "TaskDefinition"]
@@ -119,7 +126,6 @@ async def plan_app(
             live = live_services[svc.name]
             where = f"in cluster {app.cluster!r}"
             _check_owner(app, svc.key, live.get("tags", []), where)
-    _remember_steady(live_services, last_good)
 
     td_changes: dict[str, ResourceChange] = {}
 
@@ -136,31 +142,39 @@ async def plan_app(
     return ChangeSet(app=app.name, revision=revision, resources=tuple(changes))
 
 
-def _remember_steady(live: dict[str, dict[str, Any]], record: JsonRecord | None) -> None:
-    """Record, per service, a task definition seen fully rolled out: the rollback target."""
-    if record is None:
-        return
-    steady = {}
-    for name, svc in live.items():
-        deployments = svc.get("deployments", [])
-        primary = primary_deployment(svc)
-        if (
-            primary is not None
-            and len(deployments) == 1
-            and primary.get("rolloutState") == "COMPLETED"
-        ):
-            steady[name] = primary["taskDefinition"]
-    if not steady:
-        return
-    try:
-        record.update(**steady)
-    except OSError as exc:  # a hint for rollbacks only: never fail a plan over it
-        log.warning(
-            "state.write_failed",
-            path=str(record.path),
-            error=str(exc),
-            hint="make [daemon].state_dir writable",
-        )
+def service_health(svc: dict[str, Any]) -> Health:
+    """How a live service's deployments stand: steady, rolling out, or failed."""
+    deployments = svc.get("deployments", [])
+    primary = primary_deployment(svc)
+    if primary is None:
+        return Health(HealthState.PROGRESSING, "no PRIMARY deployment yet")
+    state = primary.get("rolloutState")
+    label = td_label(str(primary.get("taskDefinition", "")))
+    counts = (
+        f"{primary.get('runningCount', 0)}/{primary.get('desiredCount', 0)} running, "
+        f"{primary.get('failedTasks', 0)} failed"
+    )
+    if state == "FAILED":
+        reason = primary.get("rolloutStateReason") or "rollout FAILED"
+        return Health(HealthState.DEGRADED, f"rollout of {label} FAILED ({reason}); {counts}")
+    if state == "COMPLETED" and len(deployments) == 1:
+        return Health(HealthState.HEALTHY, f"{label} steady; {counts}")
+    steady = primary.get("runningCount") == primary.get("desiredCount")
+    if state in (None, "") and len(deployments) == 1 and steady:
+        return Health(HealthState.HEALTHY, f"{label} steady; {counts}")
+    return Health(HealthState.PROGRESSING, f"rollout of {label} IN_PROGRESS; {counts}")
+
+
+def _rollout_details(svc: dict[str, Any]) -> dict[str, Any]:
+    """What verify needs to follow the rollout a service is in (for an interrupted run's)."""
+    primary = primary_deployment(svc) or {}
+    created = primary.get("createdAt")
+    return {
+        "deployment": str(primary.get("id", "")),
+        "deployment_td": str(primary.get("taskDefinition", "")),
+        "deployment_created": created.timestamp() if isinstance(created, datetime) else 0.0,
+        "service_deployment": str(svc.get("currentServiceDeployment") or ""),
+    }
 
 
 async def _reference_task_definition(
@@ -247,7 +261,12 @@ def _plan_service(
     desired_td = f"{family}:{NEW_REVISION}" if new_revision else str(td_change.details["label"])
     details: dict[str, Any] = {"spec": svc.spec, "family": family}
     if live is None:
+        check_create_service(svc.spec, svc.origin)
         return ResourceChange(svc.kind, svc.name, Action.CREATE, origin=svc.origin, details=details)
+    details.update(_rollout_details(live))
+    details["td_in_sync"] = not new_revision and td_change.details.get("arn") == live.get(
+        "taskDefinition"
+    )
 
     live_raw = dict(live, taskDefinition=td_label(live.get("taskDefinition", "")))
     ignore = _ignores(app, svc.kind, svc.name) + list(unowned_service_pointers(svc.spec))
@@ -265,7 +284,9 @@ def _plan_service(
         controller=controller,
     )
     action = Action.UPDATE if changes else Action.NOOP
-    return ResourceChange(svc.kind, svc.name, action, changes, svc.origin, details)
+    return ResourceChange(
+        svc.kind, svc.name, action, changes, svc.origin, details, health=service_health(live)
+    )
 
 
 def _annotate(

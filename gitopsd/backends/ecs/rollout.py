@@ -1,23 +1,37 @@
-"""Verify: watch rollouts until each is steady, failed, or out of time.
+"""Verify: follow rollouts until each is steady, failed, rolled back, replaced, or out of time.
 
 The ``services_stable`` waiter is not enough (ecs-facts.md section 2): after a
 circuit-breaker rollback the service is "stable" again, on the OLD task
-definition. The outcome is judged by the deployment gitopsd started (known by
-its id from the UpdateService answer): it must be the PRIMARY one, on the task
-definition gitopsd applied, with ``rolloutState`` COMPLETED. ECS replacing it
-with a newer deployment after it FAILED is a rollback by ECS; a FAILED or
-timed-out rollout that ECS did not roll back is rolled back by gitopsd to the
-last task definition recorded as COMPLETED (never merely "the previous
-revision"), when the app's sync policy asks for it.
+definition. The outcome is judged by the deployment gitopsd started (its id
+and service deployment ARN come from the UpdateService answer), or, when an
+earlier run was interrupted, by the deployment the service is in now. What
+ECS itself says decides the verdict:
+
+- the service deployments API (DescribeServiceDeployments) when the endpoint
+  has it: SUCCESSFUL, ROLLBACK_REQUESTED / ROLLBACK_IN_PROGRESS (ECS is rolling
+  back: wait for it, never start a second rollback), ROLLBACK_SUCCESSFUL,
+  ROLLBACK_FAILED, STOPPED (the circuit breaker without rollback, or superseded
+  by a newer deployment);
+- else ``deployments[]``: the deployment's ``rolloutState`` and the reason ECS
+  gives a circuit-breaker rollback deployment ("circuit breaker: rolling back").
+
+A newer deployment that neither ECS's circuit breaker nor gitopsd started
+(another writer: CI, the console) is reported as REPLACED, not as a rollback.
+A FAILED or timed-out rollout that ECS does not roll back is rolled back by
+gitopsd to the last task definition known good (gitopsd's record, else the
+newest SUCCESSFUL service deployment ECS keeps), when the app's sync policy
+asks for it, and that rollback is itself verified.
 
 All services of an app are polled together (one DescribeServices per 10
-services per poll), and a temporary API error only costs one poll.
+services and one DescribeServiceDeployments per 20 per poll), and a temporary
+API error only costs one poll.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +42,7 @@ from gitopsd.backends.base import Applied, RolloutStatus
 from gitopsd.backends.ecs.client import EcsClient
 from gitopsd.backends.ecs.planner import primary_deployment, td_label
 from gitopsd.config import AppConfig
-from gitopsd.errors import BackendUnavailable, GitopsdError
+from gitopsd.errors import BackendRejected, BackendUnavailable, GitopsdError
 from gitopsd.state import JsonRecord
 
 log = structlog.get_logger(__name__)
@@ -38,11 +52,48 @@ Progress = Callable[[str, str], None]  # (service key, message)
 #: Events older than the write (minus this slack for clock skew) are earlier rollouts'.
 EVENT_CLOCK_SLACK = 2.0
 
+#: Service deployment statuses while ECS is rolling back on its own.
+ECS_ROLLING_BACK = frozenset({"ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS"})
+#: ... and while the deployment is still going.
+SD_ONGOING = frozenset({"PENDING", "IN_PROGRESS", "STOP_REQUESTED"}) | ECS_ROLLING_BACK
+
+BREAKER_ROLLBACK_MARK = "rolling back"
+
 
 @dataclass
 class Verdict:
-    state: str  # COMPLETED | FAILED | ROLLED_BACK
+    state: str  # COMPLETED | FAILED | ROLLED_BACK | TIMED_OUT | REPLACED
     message: str
+    #: Whether ECS is already rolling back (or did): gitopsd must not roll back on top.
+    by_ecs: bool = False
+
+
+@dataclass
+class Target:
+    """One rollout to follow."""
+
+    service: str
+    key: str
+    td_arn: str
+    deployment_id: str
+    service_deployment: str = ""
+    #: Epoch seconds the rollout started (the write, or the deployment's creation).
+    since: float = 0.0
+    #: Found in progress by this run rather than started by it (an interrupted run's).
+    adopted: bool = False
+    #: Whether ``td_arn`` is what Git asks for, so its success may be recorded as good.
+    desired: bool = True
+
+    @classmethod
+    def of(cls, applied: Applied, service_deployment: str = "") -> Target:
+        return cls(
+            service=applied.key.split("/", 1)[1],
+            key=applied.key,
+            td_arn=applied.rollout,
+            deployment_id=applied.deployment,
+            service_deployment=service_deployment or applied.service_deployment,
+            since=applied.at,
+        )
 
 
 def _created(d: dict[str, Any]) -> float:
@@ -50,22 +101,32 @@ def _created(d: dict[str, Any]) -> float:
     return created.timestamp() if isinstance(created, datetime) else 0.0
 
 
+def _breaker_rolls_back(svc: dict[str, Any]) -> bool:
+    config = svc.get("deploymentConfiguration") or {}
+    breaker = config.get("deploymentCircuitBreaker") or {}
+    return bool(breaker.get("enable")) and bool(breaker.get("rollback"))
+
+
 class RolloutWatcher:
     """Follows one service's rollout from successive DescribeServices answers."""
 
-    def __init__(self, app: AppConfig, applied: Applied, progress: Progress | None) -> None:
+    def __init__(self, app: AppConfig, target: Target, progress: Progress | None) -> None:
         self.app = app
-        self.service = applied.key.split("/", 1)[1]
-        self.key = applied.key
-        self.td_arn = applied.rollout
-        self.deployment_id = applied.deployment
-        self.since = applied.at - EVENT_CLOCK_SLACK if applied.at else 0.0
+        self.target = target
+        self.service = target.service
+        self.key = target.key
+        self.since = target.since - EVENT_CLOCK_SLACK if target.since else 0.0
         self.progress = progress
         self.events: list[str] = []
         self._seen_events: set[str] = set()
         self._last_line = ""
         self._seen_ours = False
         self._ours_failed = ""
+        self._last_status = ""
+
+    @property
+    def td_arn(self) -> str:
+        return self.target.td_arn
 
     def say(self, message: str) -> None:
         """Record one progress line and pass it on."""
@@ -84,7 +145,7 @@ class RolloutWatcher:
                 text = str(event.get("message", ""))
                 self.say(f"event: {text}")
                 # "(service web) (deployment ecs-svc/123) deployment failed: <reason>."
-                if self.deployment_id and self.deployment_id in text:
+                if self.target.deployment_id and self.target.deployment_id in text:
                     _, found, reason = text.partition("deployment failed: ")
                     if found:
                         self._ours_failed = reason.rstrip(".") or "rollout FAILED"
@@ -102,12 +163,23 @@ class RolloutWatcher:
                 self.say(line)
 
     def _is_ours(self, d: dict[str, Any]) -> bool:
-        if self.deployment_id:
-            return d.get("id") == self.deployment_id
+        if self.target.deployment_id:
+            return d.get("id") == self.target.deployment_id
         return d.get("taskDefinition") == self.td_arn
 
-    def observe(self, svc: dict[str, Any] | None) -> Verdict | None:
-        """The outcome once there is one; None while the rollout goes on."""
+    def _follow(self, svc: dict[str, Any], primary: dict[str, Any]) -> None:
+        """Another deployment on the same task definition took over (forceNewDeployment)."""
+        self.say(f"now following deployment {primary.get('id')} (same task definition)")
+        self.target.deployment_id = str(primary.get("id", ""))
+        self.target.service_deployment = str(svc.get("currentServiceDeployment") or "")
+        self._ours_failed = ""
+
+    def observe(self, svc: dict[str, Any] | None, sd: dict[str, Any] | None) -> Verdict | None:
+        """The outcome once there is one; None while the rollout goes on.
+
+        ``sd`` is the service deployment of the watched rollout from
+        DescribeServiceDeployments, or None when the endpoint does not have it.
+        """
         if not svc:
             return Verdict("FAILED", "the service disappeared during the rollout")
         self._report(svc)
@@ -117,97 +189,272 @@ class RolloutWatcher:
             self._seen_ours = True
             if ours.get("rolloutState") == "FAILED":
                 self._ours_failed = str(ours.get("rolloutStateReason", "")) or "rollout FAILED"
+        if sd is not None:
+            return self._by_service_deployment(svc, sd, primary, ours)
+        return self._by_deployments(svc, primary, ours)
+
+    # -- with the service deployments API ----------------------------------------------
+
+    def _by_service_deployment(
+        self,
+        svc: dict[str, Any],
+        sd: dict[str, Any],
+        primary: dict[str, Any],
+        ours: dict[str, Any] | None,
+    ) -> Verdict | None:
+        status = str(sd.get("status", ""))
+        reason = str(sd.get("statusReason") or "")
+        if status != self._last_status:
+            self._last_status = status
+            self.say(f"service deployment {status}" + (f": {reason}" if reason else ""))
+        label = td_label(self.td_arn)
+        if status == "SUCCESSFUL":
+            return Verdict("COMPLETED", f"{label} rolled out")
+        if status in ECS_ROLLING_BACK:
+            return None  # ECS's circuit breaker or alarms are rolling back: wait for it
+        if status in SD_ONGOING:
+            return None
+        back = td_label(str(primary.get("taskDefinition", "")))
+        why = self._ours_failed or (sd.get("rollback") or {}).get("reason") or reason
+        if status == "ROLLBACK_SUCCESSFUL":
+            return Verdict(
+                "ROLLED_BACK", f"{label} failed ({why}); ECS rolled back to {back}", by_ecs=True
+            )
+        if status == "ROLLBACK_FAILED":
+            return Verdict("FAILED", f"{label} failed and ECS's rollback failed too ({why})", True)
+        # STOPPED: the circuit breaker stopped it (rollback off), or a newer deployment did.
+        if self._ours_failed or (ours is not None and ours.get("rolloutState") == "FAILED"):
+            return Verdict("FAILED", self._ours_failed or why or "rollout FAILED")
+        return self._replaced(svc, primary, why)
+
+    # -- with deployments[] only -------------------------------------------------------
+
+    def _by_deployments(
+        self, svc: dict[str, Any], primary: dict[str, Any], ours: dict[str, Any] | None
+    ) -> Verdict | None:
         state = primary.get("rolloutState")
+        label = td_label(self.td_arn)
         if ours is not None and ours is primary:
             if state == "COMPLETED" and primary.get("taskDefinition") == self.td_arn:
-                return Verdict("COMPLETED", f"{td_label(self.td_arn)} rolled out")
+                return Verdict("COMPLETED", f"{label} rolled out")
             if state == "FAILED":
+                if _breaker_rolls_back(svc):
+                    return None  # the circuit breaker rolls back: its deployment comes next
                 return Verdict("FAILED", self._ours_failed)
             return None
         # Another deployment is PRIMARY. It replaced ours only if it is newer than
         # the write (otherwise DescribeServices may simply lag behind UpdateService).
         replaced = self._ours_failed or (self._seen_ours and ours is None)
         newer = _created(primary) >= self.since if self.since else self._seen_ours
-        if (replaced or newer) and state == "COMPLETED":
-            back = td_label(primary.get("taskDefinition", ""))
-            if primary.get("taskDefinition") == self.td_arn:
-                return Verdict("COMPLETED", f"{back} rolled out")
-            reason = f" ({self._ours_failed})" if self._ours_failed else ""
-            return Verdict(
-                "ROLLED_BACK", f"{td_label(self.td_arn)} failed{reason}; ECS rolled back to {back}"
-            )
-        return None
+        if not (replaced or newer) or not primary:
+            return None
+        breaker = BREAKER_ROLLBACK_MARK in str(primary.get("rolloutStateReason", "")).lower()
+        if breaker:
+            if state == "COMPLETED":
+                back = td_label(primary.get("taskDefinition", ""))
+                reason = f" ({self._ours_failed})" if self._ours_failed else ""
+                return Verdict(
+                    "ROLLED_BACK", f"{label} failed{reason}; ECS rolled back to {back}", True
+                )
+            if state == "FAILED":
+                return Verdict("FAILED", f"{label} failed and ECS's rollback failed too", True)
+            return None  # ECS's rollback is under way
+        return self._replaced(svc, primary, "")
+
+    def _replaced(self, svc: dict[str, Any], primary: dict[str, Any], why: str) -> Verdict | None:
+        if primary and primary.get("taskDefinition") == self.td_arn:
+            if primary.get("id") != self.target.deployment_id:
+                self._follow(svc, primary)
+            return None
+        other = td_label(str(primary.get("taskDefinition", ""))) or "another task definition"
+        detail = f" ({why})" if why else ""
+        return Verdict(
+            "REPLACED",
+            f"{td_label(self.td_arn)} was replaced by a deployment gitopsd did not start, "
+            f"on {other}{detail}: another writer changed the service",
+        )
+
+
+@dataclass
+class _Run:
+    watcher: RolloutWatcher
+    deadline: float
+    verdict: Verdict | None = None
+    extra: list[str] = field(default_factory=list)
+
+
+async def _poll(
+    client: EcsClient, app: AppConfig, runs: Sequence[_Run], poll_interval: float
+) -> None:
+    """Poll until every run has a verdict or its deadline (monotonic) passed."""
+    while True:
+        now = time.monotonic()
+        for r in runs:
+            if r.verdict is None and now >= r.deadline:
+                r.verdict = Verdict("TIMED_OUT", "no steady state in time")
+        pending = [r for r in runs if r.verdict is None]
+        if not pending:
+            return
+        try:
+            live = await client.describe_services(app.cluster, [r.watcher.service for r in pending])
+            sds = await _service_deployments(client, pending)
+        except BackendUnavailable as exc:
+            log.warning("rollout.poll_failed", app=app.name, error=str(exc))
+        else:
+            for r in pending:
+                arn = r.watcher.target.service_deployment
+                r.verdict = r.watcher.observe(live.get(r.watcher.service), sds.get(arn))
+        if any(r.verdict is None for r in runs):
+            wake = min(r.deadline for r in runs if r.verdict is None)
+            await anyio.sleep(max(0.0, min(poll_interval, wake - time.monotonic())))
+
+
+async def _service_deployments(
+    client: EcsClient, runs: Sequence[_Run]
+) -> dict[str, dict[str, Any]]:
+    """The watched service deployments, or {} when the endpoint lacks the API."""
+    arns = [
+        r.watcher.target.service_deployment for r in runs if r.watcher.target.service_deployment
+    ]
+    if not arns or client.service_deployments_supported is False:
+        return {}
+    try:
+        found = await client.describe_service_deployments(arns)
+    except BackendRejected as exc:
+        log.info("rollout.service_deployments_unsupported", error=str(exc))
+        client.service_deployments_supported = False
+        return {}
+    except BackendUnavailable:
+        if client.service_deployments_supported is None:
+            # moto answers HTTP 500 for the API it lacks; a real outage is retried above.
+            client.service_deployments_supported = False
+            return {}
+        raise
+    client.service_deployments_supported = True
+    return found
+
+
+def _deadline(target: Target, timeout: float, poll_interval: float) -> float:
+    """When to stop waiting (monotonic): ``timeout`` after the rollout began, polled twice."""
+    now = time.monotonic()
+    if target.adopted and target.since:
+        left = target.since + timeout - time.time()
+        return now + max(left, 2 * poll_interval)
+    return now + timeout
 
 
 async def watch_rollouts(
     client: EcsClient,
     app: AppConfig,
-    applied: Sequence[Applied],
+    targets: Sequence[Target],
     *,
     timeout: float,
     poll_interval: float,
     last_good: JsonRecord,
     progress: Progress | None = None,
 ) -> list[RolloutStatus]:
-    """Watch every service write in ``applied`` that started a rollout; one status each."""
-    watchers = {
-        w.service: w for w in (RolloutWatcher(app, a, progress) for a in applied if a.rollout)
-    }
-    verdicts: dict[str, Verdict] = {}
-    with anyio.move_on_after(timeout):
-        while len(verdicts) < len(watchers):
-            pending = [name for name in watchers if name not in verdicts]
-            try:
-                live = await client.describe_services(app.cluster, pending)
-            except BackendUnavailable as exc:
-                log.warning("rollout.poll_failed", app=app.name, error=str(exc))
-                live = None
-            if live is not None:
-                for name in pending:
-                    verdict = watchers[name].observe(live.get(name))
-                    if verdict is not None:
-                        verdicts[name] = verdict
-            if len(verdicts) < len(watchers):
-                await anyio.sleep(poll_interval)
-
+    """Follow every target to a verdict; roll back failed ones the app's policy lets gitopsd."""
+    runs = [
+        _Run(RolloutWatcher(app, t, progress), _deadline(t, timeout, poll_interval))
+        for t in targets
+    ]
+    await _poll(client, app, runs, poll_interval)
+    for r in runs:
+        verdict = r.verdict or Verdict("TIMED_OUT", "no steady state in time")
+        if verdict.state == "TIMED_OUT":
+            verdict = Verdict("TIMED_OUT", f"no steady state within {timeout:g}s (sync.timeout)")
+        if verdict.state == "COMPLETED" and r.watcher.target.desired:
+            await _remember(last_good, r.watcher.service, r.watcher.td_arn)
+        elif verdict.state in ("FAILED", "TIMED_OUT") and not verdict.by_ecs:
+            verdict = await _roll_back(
+                client, app, r.watcher, verdict, last_good, timeout, poll_interval
+            )
+        r.verdict = verdict
     statuses = []
-    for name, watcher in sorted(watchers.items()):
-        verdict = verdicts.get(name)
-        if verdict is None:
-            verdict = Verdict("TIMED_OUT", f"no steady state within {timeout:g}s")
-        if verdict.state == "COMPLETED":
-            _remember(last_good, name, watcher.td_arn)
-        elif verdict.state in ("FAILED", "TIMED_OUT"):
-            verdict = await _roll_back(client, app, watcher, verdict, last_good)
-        log.info("rollout.outcome", app=app.name, service=name, state=verdict.state)
+    for r in sorted(runs, key=lambda r: r.watcher.service):
+        assert r.verdict is not None
+        log.info("rollout.outcome", app=app.name, service=r.watcher.service, state=r.verdict.state)
         statuses.append(
-            RolloutStatus(watcher.key, verdict.state, verdict.message, tuple(watcher.events))
+            RolloutStatus(
+                r.watcher.key, r.verdict.state, r.verdict.message, tuple(r.watcher.events)
+            )
         )
     return statuses
 
 
-def _remember(record: JsonRecord, service: str, td_arn: str) -> None:
+async def _remember(record: JsonRecord, service: str, td_arn: str) -> None:
     try:
-        record.update(**{service: td_arn})
+        await record.aupdate(**{service: td_arn})
     except OSError as exc:
         log.warning("state.write_failed", path=str(record.path), error=str(exc))
 
 
+async def last_good_task_definition(
+    client: EcsClient, app: AppConfig, service: str, failing: str, record: JsonRecord
+) -> str | None:
+    """The task definition to roll back to: gitopsd's record, else what ECS keeps.
+
+    ECS's record is the newest SUCCESSFUL service deployment of the service
+    (the service deployments API keeps 90 days), so a fresh state directory
+    still knows a revision that reached steady state.
+    """
+    good = (await record.aload()).get(service)
+    if isinstance(good, str) and good and good != failing:
+        return good
+    if client.service_deployments_supported is False:
+        return None
+    try:
+        briefs = await client.list_service_deployments(app.cluster, service, ["SUCCESSFUL"])
+        targets = [str(b.get("targetServiceRevisionArn", "")) for b in briefs]
+        revisions = await client.describe_service_revisions([t for t in targets if t][:20])
+    except GitopsdError as exc:
+        log.info("rollout.history_unavailable", app=app.name, service=service, error=str(exc))
+        return None
+    for arn in targets:  # newest first
+        td = str((revisions.get(arn) or {}).get("taskDefinition", ""))
+        if td and td != failing:
+            return td
+    return None
+
+
 async def _roll_back(
     client: EcsClient, app: AppConfig, watcher: RolloutWatcher, verdict: Verdict,
-    last_good: JsonRecord,
+    record: JsonRecord, timeout: float, poll_interval: float,
 ) -> Verdict:  # fmt: skip
     message = f"{td_label(watcher.td_arn)} failed: {verdict.message}"
     if not app.sync.rollback:
         return Verdict(verdict.state, message + "; automatic rollback is off (sync.rollback)")
-    good = last_good.load().get(watcher.service)
-    if not good or good == watcher.td_arn:
+    good = await last_good_task_definition(client, app, watcher.service, watcher.td_arn, record)
+    if not good:
         return Verdict(verdict.state, message + "; no earlier revision is known to be good")
+    started = time.time()
     try:
-        await client.update_service(
+        svc = await client.update_service(
             {"cluster": app.cluster, "service": watcher.service, "taskDefinition": good}
         )
     except GitopsdError as exc:
         return Verdict(verdict.state, message + f"; rolling back to {td_label(good)} failed: {exc}")
-    watcher.say(f"gitopsd rolled back to {td_label(good)}")
-    return Verdict("ROLLED_BACK", message + f"; gitopsd rolled back to {td_label(good)}")
+    watcher.say(f"gitopsd is rolling back to {td_label(good)}")
+    primary = primary_deployment(svc) or {}
+    target = Target(
+        service=watcher.service,
+        key=watcher.key,
+        td_arn=good,
+        deployment_id=str(primary.get("id", "")),
+        service_deployment=str(svc.get("currentServiceDeployment") or ""),
+        since=started,
+    )
+    back = RolloutWatcher(app, target, watcher.progress)
+    run = _Run(back, time.monotonic() + timeout)
+    await _poll(client, app, [run], poll_interval)
+    watcher.events.extend(back.events)
+    outcome = run.verdict or Verdict("TIMED_OUT", "")
+    if outcome.state == "COMPLETED":
+        watcher.say(f"gitopsd rolled back to {td_label(good)}: COMPLETED")
+        return Verdict("ROLLED_BACK", message + f"; gitopsd rolled back to {td_label(good)}")
+    detail = outcome.message if outcome.state != "TIMED_OUT" else f"no steady state in {timeout:g}s"
+    return Verdict(
+        "FAILED",
+        message + f"; gitopsd's rollback to {td_label(good)} failed too ({outcome.state}: "
+        f"{detail}): the service needs a human",
+    )

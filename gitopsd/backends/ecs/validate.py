@@ -9,19 +9,24 @@ min/max bounds. On top come the rules gitopsd adds to the API: names are
 required and well-formed and unique per app, a service runs in the app's
 cluster, it points at a task-definition family declared in the same app, and
 no tag key uses a reserved prefix (``gitopsd:``, ``aws:``).
+
+:func:`check_create_service` is the one rule that needs live state: a REPLICA
+service without ``desiredCount`` is valid for an existing service (autoscaling
+owns the count) but cannot be created; the planner calls it for a CREATE.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gitopsd.backends.ecs.ownership import RESERVED_TAG_PREFIXES, is_reserved_tag
 from gitopsd.backends.ecs.service_model import KIND_NAME_FIELDS, KIND_OPERATIONS, input_shape
-from gitopsd.errors import Problem
+from gitopsd.errors import PlanError, Problem
 from gitopsd.manifests.loader import LocatedDoc, json_type
+from gitopsd.model import Origin
 from gitopsd.pointer import child_pointer
 
 #: Task-definition families and service names: 1-255 letters, digits, '_' and '-'.
@@ -304,6 +309,28 @@ def _service_rules(doc: LocatedDoc) -> list[Problem]:
                     )
                 )
     return problems
+
+
+def check_create_service(spec: Mapping[str, Any], origin: Origin) -> None:
+    """Refuse to create a REPLICA service without ``desiredCount``; raises :class:`PlanError`.
+
+    CreateService's documentation: desiredCount "is required if
+    schedulingStrategy is REPLICA or isn't specified. If schedulingStrategy is
+    DAEMON then this isn't required." The offline validator cannot enforce that:
+    a manifest may omit desiredCount on purpose for a service that already
+    exists, leaving its live count to Application Auto Scaling. So this is
+    checked when the plan is to *create* the service.
+    """
+    if "desiredCount" in spec or spec.get("schedulingStrategy", "REPLICA") == "DAEMON":
+        return
+    name = spec.get("serviceName")
+    which = f"Service {name!r}" if isinstance(name, str) else "the Service"
+    raise PlanError(
+        f"{origin.file}:{origin.line}: desiredCount: required to create {which}: "
+        "CreateService needs it for a REPLICA service (schedulingStrategy REPLICA or unset); "
+        "set desiredCount (autoscaling may take it over later: once the service exists, "
+        "a manifest without desiredCount leaves the live count alone)"
+    )
 
 
 def _service_references(docs: Sequence[LocatedDoc]) -> list[Problem]:
