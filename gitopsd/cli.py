@@ -10,6 +10,7 @@ Command output goes to stdout, logs to stderr.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -27,8 +28,15 @@ from gitopsd.engine.journal import RunJournal
 from gitopsd.engine.outcome import Outcome
 from gitopsd.engine.reconcile import Mode, Reconciler
 from gitopsd.engine.sources import SourceSet
-from gitopsd.errors import ConfigError
-from gitopsd.output import Painter, format_outcomes, format_plan, write_json
+from gitopsd.errors import ConfigError, GitopsdError
+from gitopsd.output import (
+    Painter,
+    format_outcomes,
+    format_plan,
+    format_status_table,
+    status_row,
+    write_json,
+)
 from gitopsd.state import StateDir
 from gitopsd.telemetry.logs import configure_logging
 
@@ -223,6 +231,72 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return EXIT_OK if all(o.ok for o in outcomes) else EXIT_ERROR
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from gitopsd.daemon import run_agent
+
+    load_config(args.config)  # a bad configuration is reported before anything starts
+    notifier = ConsoleNotifier(Painter(sys.stderr, args.color))
+    return anyio.run(run_agent, args.config, [notifier])
+
+
+def _socket(args: argparse.Namespace) -> Path:
+    from gitopsd.daemon import control_socket
+
+    return control_socket(load_config(args.config))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from gitopsd.control import AgentUnreachable, get_status
+
+    try:
+        apps = anyio.run(get_status, _socket(args))
+    except AgentUnreachable as exc:
+        if args.output == "json":
+            print(json.dumps({"error": str(exc)}))
+        else:
+            print(f"{exc}; reading live state instead (read-only):", file=sys.stderr)
+        return _status_from_aws(args)
+    if args.output == "json":
+        print(json.dumps({"apps": apps}, indent=2, default=str))
+        return EXIT_OK
+    print(format_status_table(apps, Painter(sys.stdout, args.color)))
+    return EXIT_OK
+
+
+def _status_from_aws(args: argparse.Namespace) -> int:
+    """No agent: plan every app (read-only) and show the same table."""
+    cfg = _load(args)
+    args.apps = []
+    paint = Painter(sys.stdout, args.color)
+    outcomes = anyio.run(_run_pass, cfg, args, Mode.PLAN, paint)
+    rows = [status_row(o) for o in outcomes]
+    if args.output == "json":
+        print(json.dumps({"apps": rows, "agent": False}, indent=2, default=str))
+    else:
+        print(format_status_table(rows, paint))
+    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_ERROR
+
+
+def _control(args: argparse.Namespace, request: dict[str, object]) -> int:
+    from gitopsd.control import send_control
+
+    answer = anyio.run(send_control, _socket(args), request)
+    print(json.dumps(answer, indent=2, default=str))
+    return EXIT_OK
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    return _control(args, {"action": "reconcile", "app": args.app, "force": args.force})
+
+
+def cmd_suspend(args: argparse.Namespace) -> int:
+    return _control(args, {"action": "suspend", "app": args.app})
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    return _control(args, {"action": "resume", "app": args.app})
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"gitopsd {__version__}")
     return EXIT_OK
@@ -296,6 +370,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help="do not wait for rollouts to finish")
     p.set_defaults(func=cmd_sync)
 
+    p = sub.add_parser("run", parents=[common], help="run the agent (reconcile loop, HTTP server)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "status",
+        parents=[common, with_output],
+        help="each app's revision, sync, health and last error (from the agent, else from AWS)",
+    )
+    p.set_defaults(func=cmd_status, dir=None, offline=False)
+
+    p = sub.add_parser("reconcile", parents=[common], help="ask the agent to reconcile an app now")
+    p.add_argument("app", metavar="APP")
+    p.add_argument("--force", action="store_true", help="also retry a commit whose rollout failed")
+    p.set_defaults(func=cmd_reconcile)
+
+    for name, func, text in (
+        ("suspend", cmd_suspend, "stop the agent applying an app (persisted)"),
+        ("resume", cmd_resume, "let the agent apply a suspended app again"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=text)
+        p.add_argument("app", metavar="APP")
+        p.set_defaults(func=func)
+
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)
 
@@ -316,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     try:
         code: int = args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, GitopsdError) as exc:
         print(f"gitopsd: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except Interrupted as stop:

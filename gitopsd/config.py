@@ -18,7 +18,7 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeGuard
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeGuard
 
 from pydantic import (
     BaseModel,
@@ -173,6 +173,9 @@ class SourceConfig(_Strict):
     #: Whether a new commit that does not descend from the last applied one may be applied
     #: (a force-push or branch reset). Either way it is reported.
     allow_history_rewrite: bool = True
+    #: How often the agent polls the remote (default: ``[daemon].interval``); webhooks make
+    #: it immediate.
+    interval: Duration | None = None
 
     @model_validator(mode="after")
     def _one_ref(self) -> SourceConfig:
@@ -213,11 +216,21 @@ class IgnoreRule(_Strict):
 class SyncPolicy(_Strict):
     """How an app is synced and verified."""
 
+    #: ``auto``: the agent applies new commits; ``manual``: it reports OutOfSync and applies
+    #: only on ``gitopsd sync``.
+    mode: Literal["auto", "manual"] = "auto"
     wait: bool = True
     timeout: Duration = 600.0
     rollback: bool = True
+    #: Between commits, what the agent does when live state differs from the applied revision.
+    drift: Literal["off", "warn", "heal"] = "warn"
+    #: Deprecated spelling of ``drift = "heal"``.
     self_heal: bool = False
     prune: bool = False
+
+    @property
+    def drift_mode(self) -> str:
+        return "heal" if self.self_heal and self.drift == "warn" else self.drift
 
 
 class AppConfig(_Strict):
@@ -233,6 +246,11 @@ class AppConfig(_Strict):
     ignore: list[IgnoreRule] = []
     ignore_tag_keys: list[str] = []
     sync: SyncPolicy = SyncPolicy()
+    #: How often the agent reconciles the app, drift checks included (default
+    #: ``[daemon].interval``).
+    interval: Duration | None = None
+    #: Apps that must be Ready at their current revision before this one is applied.
+    depends_on: list[str] = []
 
     @field_validator("path")
     @classmethod
@@ -262,6 +280,56 @@ class DaemonConfig(_Strict):
     rollout_poll_interval: Duration = 5.0
     #: How long a sync waits for another gitopsd process that holds the same app's lock.
     lock_timeout: Duration = 30.0
+    #: Each interval is stretched by a random share of up to this much (0 to 0.5).
+    jitter: Annotated[float, Field(ge=0.0, le=0.5)] = 0.1
+    #: Apps planned or applied at once; rollout waits do not count.
+    max_parallel_apps: Annotated[int, Field(ge=1, le=256)] = 4
+    #: Retry delay after a temporary failure: doubles from ``backoff_min`` up to ``backoff_max``.
+    backoff_min: Duration = 10.0
+    backoff_max: Duration = 600.0
+    #: On SIGTERM, how long in-flight applies may take to finish before they are cancelled.
+    grace_period: Duration = 30.0
+
+
+class WebhookConfig(_Strict):
+    """A webhook receiver: a signed request makes the agent fetch its sources at once."""
+
+    name: Name
+    kind: Literal["github", "gitlab", "hmac"]
+    secret_env: str | None = None
+    secret_file: Path | None = None
+    #: Sources fetched when the webhook fires (default: every source).
+    sources: list[str] = []
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> WebhookConfig:
+        if bool(self.secret_env) == bool(self.secret_file):
+            raise ValueError("set exactly one of secret_env or secret_file")
+        return self
+
+    @property
+    def path(self) -> str:
+        return f"/hooks/{self.name}"
+
+
+class HttpConfig(_Strict):
+    """The agent's HTTP server: health, readiness, metrics, status and webhooks."""
+
+    #: ``HOST:PORT``; loopback by default. An empty string turns the server off.
+    address: str = "127.0.0.1:8099"
+    #: The largest webhook body accepted.
+    max_body: Size = 1024 * 1024
+    webhooks: list[WebhookConfig] = []
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value == "":
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not HOST:PORT (e.g. '127.0.0.1:8099')")
+        return value
 
 
 class ManifestsConfig(_Strict):
@@ -277,6 +345,7 @@ class Config(_Strict):
     aws: AwsConfig = AwsConfig()
     daemon: DaemonConfig = DaemonConfig()
     manifests: ManifestsConfig = ManifestsConfig()
+    http: HttpConfig = HttpConfig()
     sources: list[SourceConfig] = []
     apps: list[AppConfig] = []
 
@@ -298,6 +367,11 @@ class Config(_Strict):
                 problems.append(
                     f"apps[{i}].source: no source named {a.source!r} (sources: {known})"
                 )
+        problems += _dependency_problems(self.apps)
+        for i, hook in enumerate(self.http.webhooks):
+            for j, name in enumerate(hook.sources):
+                if name not in seen:
+                    problems.append(f"http.webhooks[{i}].sources[{j}]: no source named {name!r}")
         if problems:
             raise ValueError("\n  ".join(problems))
         return self
@@ -311,6 +385,43 @@ class Config(_Strict):
                 return a
         known = ", ".join(a.name for a in self.apps) or "none"
         raise ConfigError(f"no app named {name!r} in the configuration (apps: {known})")
+
+
+def _dependency_problems(apps: list[AppConfig]) -> list[str]:
+    """Unknown names and cycles in ``apps[].depends_on``, each naming the key."""
+    names = {a.name: i for i, a in enumerate(apps)}
+    problems = []
+    for i, a in enumerate(apps):
+        for j, dep in enumerate(a.depends_on):
+            if dep not in names:
+                known = ", ".join(n for n in names if n != a.name) or "none"
+                problems.append(f"apps[{i}].depends_on[{j}]: no app named {dep!r} (apps: {known})")
+            elif dep == a.name:
+                problems.append(f"apps[{i}].depends_on[{j}]: an app cannot depend on itself")
+    graph = {a.name: [d for d in a.depends_on if d in names and d != a.name] for a in apps}
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for dep in graph[node]:
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep] if dep in path else [node, dep]
+            if state.get(dep) is None:
+                found = visit(dep, [*path, dep])
+                if found:
+                    return found
+        state[node] = 2
+        return None
+
+    for a in apps:
+        if state.get(a.name) is None:
+            cycle = visit(a.name, [a.name])
+            if cycle:
+                problems.append(
+                    f"apps[{names[cycle[0]]}].depends_on: dependency cycle " + " -> ".join(cycle)
+                )
+                break
+    return problems
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:

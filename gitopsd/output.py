@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -219,3 +220,79 @@ def write_json(
         doc["interrupted"] = {"signal": interrupted[0], "journal": list(interrupted[1])}
     json.dump(doc, stream, indent=2, default=str)
     stream.write("\n")
+
+
+def status_row(o: Outcome) -> dict[str, Any]:
+    """A read-only pass's outcome in the shape of the agent's app status."""
+    changeset = o.changeset
+    unsettled = changeset.unsettled if changeset is not None else ()
+    health = "Unknown"
+    if changeset is not None:
+        health = "Healthy"
+        if unsettled:
+            degraded = any(r.health and r.health.state is HealthState.DEGRADED for r in unsettled)
+            health = "Degraded" if degraded else "Progressing"
+    sync = "Unknown" if changeset is None else ("Synced" if changeset.in_sync else "OutOfSync")
+    ready = "True" if o.ok and sync == "Synced" and health == "Healthy" else "False"
+    return {
+        "app": o.app,
+        "last_attempted": o.revision.commit if o.revision else "",
+        "sync": sync,
+        "health": health,
+        "suspended": False,
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": ready,
+                "reason": o.reason if not o.ok else sync,
+                "message": o.message,
+                "since": 0.0,
+            }
+        ],
+    }
+
+
+def _age(since: float) -> str:
+    if not since:
+        return "-"
+    seconds = max(0.0, time.time() - since)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def format_status_table(apps: Sequence[dict[str, Any]], paint: Painter) -> str:
+    """One line per app: revision, sync, health, ready with its reason, age, message."""
+    rows = [("APP", "REVISION", "SYNC", "HEALTH", "READY", "REASON", "AGE", "MESSAGE")]
+    for a in apps:
+        ready: dict[str, Any] = next(
+            (c for c in a.get("conditions", []) if c.get("type") == "Ready"), {}
+        )
+        reason = str(ready.get("reason", ""))
+        if a.get("suspended"):
+            reason = "Suspended"
+        revision = str(a.get("last_applied") or a.get("last_attempted") or "")[:12] or "-"
+        message = " ".join(str(ready.get("message", "")).split())
+        rows.append(
+            (
+                str(a.get("app", "")),
+                revision,
+                str(a.get("sync", "Unknown")),
+                str(a.get("health", "Unknown")),
+                str(ready.get("status", "Unknown")),
+                reason or "-",
+                _age(float(ready.get("since", 0.0) or 0.0)),
+                message[:80] or "-",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for i, r in enumerate(rows):
+        line = "  ".join(cell.ljust(widths[j]) for j, cell in enumerate(r)).rstrip()
+        if i == 0:
+            line = paint(line, "bold")
+        elif r[4] != "True":
+            line = paint(line, "red" if r[4] == "False" else "yellow")
+        lines.append(line)
+    return "\n".join(lines)

@@ -73,7 +73,8 @@ def test_unknown_key_is_refused_with_its_path() -> None:
         (
             {"daemon": {"zzz": 1}},
             "daemon.zzz: unknown key (known keys: interval, state_dir, "
-            "rollout_poll_interval, lock_timeout)",
+            "rollout_poll_interval, lock_timeout, jitter, max_parallel_apps, backoff_min, "
+            "backoff_max, grace_period)",
         ),
     ],
     ids=["app", "top-level", "auth", "dash", "ignore", "no-close-match"],

@@ -50,6 +50,8 @@ class Outcome:
     #: Things the user must know although the pass went on (a stale source, a rewritten
     #: history that was followed).
     warnings: tuple[str, ...] = ()
+    #: The commit did not change what the app renders: nothing was planned.
+    unchanged: bool = False
 
     @property
     def ok(self) -> bool:

@@ -49,7 +49,7 @@ from gitopsd.errors import (
     leaf_error,
 )
 from gitopsd.manifests.render import render_app
-from gitopsd.model import Revision
+from gitopsd.model import Resource, Revision
 from gitopsd.state import StateDir
 
 log = structlog.get_logger(__name__)
@@ -89,6 +89,9 @@ class Reconciler:
         self.state = StateDir(config.daemon.state_dir)
         self.journal = RunJournal(listener)
         self.listener = listener
+        #: Set on shutdown: passes finish their apply but do not wait for rollouts (the
+        #: next start follows them: verify adopts unsettled services).
+        self.stopping = False
         self._apps_limit = anyio.CapacityLimiter(max_parallel_apps)
 
     async def run(self, apps: Sequence[AppConfig], mode: Mode) -> list[Outcome]:
@@ -105,10 +108,29 @@ class Reconciler:
                 tg.start_soon(one, app)
         return [results[a.name] for a in apps]
 
-    async def reconcile(self, app: AppConfig, mode: Mode) -> Outcome:
+    async def reconcile(
+        self,
+        app: AppConfig,
+        mode: Mode,
+        *,
+        baseline: Sequence[Resource] | None = None,
+        limiter: anyio.CapacityLimiter | None = None,
+        revision: Revision | None = None,
+    ) -> Outcome:
+        """One pass of one app.
+
+        ``revision``: the commit to reconcile (the agent pins the one it decided on);
+        None: the source's current one.
+
+        ``baseline``: the resources last applied; a sync whose rendered resources
+        equal them stops after render (the commit did not touch the app).
+        ``limiter``: held from render to the end of apply, released for verify, so a
+        long rollout does not hold a slot other apps need.
+        """
         started = time.monotonic()
-        journal = self.journal.for_app(app.name)
-        outcome = await self._stages(app, mode, journal)
+        journal = AppJournal(app.name, self.listener)
+        self.journal.apps[app.name] = journal
+        outcome = await self._stages(app, mode, journal, baseline, limiter, revision)
         journal.done = True
         log.info(
             "reconcile.done",
@@ -128,14 +150,26 @@ class Reconciler:
             self.listener.warned(app, message)
         return replace(outcome, warnings=(*outcome.warnings, message))
 
-    async def _stages(self, app: AppConfig, mode: Mode, journal: AppJournal) -> Outcome:
+    async def _stages(
+        self,
+        app: AppConfig,
+        mode: Mode,
+        journal: AppJournal,
+        baseline: Sequence[Resource] | None,
+        limiter: anyio.CapacityLimiter | None,
+        pinned: Revision | None = None,
+    ) -> Outcome:
         """Run the stages in order; the first failure ends the pass with its stage."""
         outcome = Outcome(app=app.name)
         stage = Stage.SOURCE
         async with AsyncExitStack() as held:
+            slot = AsyncExitStack()
+            held.push_async_callback(slot.aclose)
+            if limiter is not None:
+                await slot.enter_async_context(limiter)
             try:
                 journal.stage = stage
-                revision = await self.sources.revision(app.source)
+                revision = pinned or await self.sources.revision(app.source)
                 journal.revision = revision
                 outcome = replace(outcome, revision=revision)
                 if revision.stale:
@@ -156,6 +190,8 @@ class Reconciler:
                 outcome = replace(outcome, resources=tuple(resources))
                 if mode is Mode.RENDER:
                     return outcome
+                if baseline is not None and tuple(resources) == tuple(baseline):
+                    return replace(outcome, unchanged=True)
 
                 if mode is Mode.SYNC:
                     stage = journal.stage = Stage.APPLY  # a busy lock fails the apply
@@ -200,7 +236,10 @@ class Reconciler:
                 await self._record_applied(app, revision)
                 if not wait:
                     return outcome
+                if self.stopping:
+                    return self._warn(app.name, outcome, "shutting down: rollouts not verified")
 
+                await slot.aclose()  # a rollout wait holds no slot
                 stage = journal.stage = Stage.VERIFY
                 rollouts = await self.backend.verify(app, changeset, applied, app.sync.timeout)
                 outcome = replace(outcome, rollouts=tuple(rollouts))

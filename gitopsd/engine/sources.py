@@ -198,6 +198,25 @@ class SourceSet:
             raise found
         return found
 
+    async def refresh(self, name: str) -> Revision:
+        """Fetch ``name`` again now; later ``revision`` calls return what this found.
+
+        Until it has, ``current`` and ``revision`` keep answering with the last result.
+        """
+        async with self._locks[name]:
+            try:
+                found: Revision | BaseException = await self._resolve(name)
+            except Exception as exc:
+                found = exc
+            self._pass[name] = found
+        if isinstance(found, BaseException):
+            raise found
+        return found
+
+    def current(self, name: str) -> Revision | BaseException | None:
+        """What the last fetch of ``name`` found, without fetching (None: not fetched yet)."""
+        return self._pass.get(name)
+
     async def _resolve(self, name: str) -> Revision:
         source = self._sources[name]
         if self.offline:

@@ -1,0 +1,91 @@
+"""The client the CLI uses to reach a running agent over its control socket.
+
+``gitopsd run`` listens on a unix socket only its user can open (see
+``gitopsd.http``); commands that read the agent's status or ask it to act
+(sync now, suspend, ...) go through these two calls instead of doing the work
+themselves, so one process stays the single writer. An agent that is not
+running is reported as :class:`AgentUnreachable` with what to do; a request
+the agent refuses comes back as the agent's :class:`ControlError`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from gitopsd.errors import GitopsdError
+from gitopsd.http import ControlError
+
+# The host part is ignored by a unix socket connection; it only makes a valid URL.
+_BASE = "http://gitopsd"
+
+
+class AgentUnreachable(GitopsdError):
+    """No agent answers on the control socket (none running, or it did not answer in time)."""
+
+
+async def get_status(socket: Path, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """The running agent's status, one dict per app (``GET /api/v1/apps``)."""
+    answer = await _request(socket, "GET", "/api/v1/apps", None, timeout)
+    apps = answer.get("apps")
+    if not isinstance(apps, list) or not all(isinstance(a, dict) for a in apps):
+        raise ControlError("the agent's status answer has no list of apps", 502)
+    return apps
+
+
+async def send_control(
+    socket: Path, request: Mapping[str, Any], timeout: float = 30.0
+) -> dict[str, Any]:
+    """Ask the running agent to act (``POST /api/v1/control``); its answer.
+
+    Raises :class:`ControlError` with the agent's message and status when it refuses.
+    """
+    return await _request(socket, "POST", "/api/v1/control", dict(request), timeout)
+
+
+async def _request(
+    socket: Path, method: str, path: str, body: dict[str, Any] | None, timeout: float
+) -> dict[str, Any]:
+    not_running = AgentUnreachable(
+        f"no gitopsd agent is running (no control socket at {socket}); start `gitopsd run`"
+    )
+    connector = aiohttp.UnixConnector(path=str(socket))
+    try:
+        async with (
+            aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as session,
+            session.request(method, _BASE + path, json=body) as response,
+        ):
+            status = response.status
+            text = await response.text(errors="replace")
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, FileNotFoundError | ConnectionRefusedError):
+            raise not_running from None
+        raise AgentUnreachable(
+            f"cannot connect to the gitopsd agent at {socket}: {exc.os_error.strerror or exc}"
+        ) from None
+    except TimeoutError:
+        raise AgentUnreachable(
+            f"the gitopsd agent at {socket} did not answer within {timeout:g}s"
+            + ("; the request may still be carried out" if method == "POST" else "")
+        ) from None
+    except aiohttp.ClientError as exc:
+        raise AgentUnreachable(
+            f"the gitopsd agent at {socket} did not answer properly: {exc}"
+        ) from None
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        answer = None
+    if status >= 400:
+        if isinstance(answer, dict) and isinstance(answer.get("error"), str):
+            raise ControlError(answer["error"], status)
+        raise ControlError(f"the agent answered HTTP {status}: {text[:200]}", status)
+    if not isinstance(answer, dict):
+        raise ControlError(f"the agent's answer is not a JSON object: {text[:200]}", 502)
+    return answer

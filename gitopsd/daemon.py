@@ -1,0 +1,118 @@
+"""``gitopsd run``: the agent, its HTTP server and control socket, and its signals.
+
+The composition root of the long-running process: it builds the backend,
+the sources and the :class:`~gitopsd.engine.agent.Agent`, serves
+``/healthz``, ``/readyz``, ``/metrics``, ``/api/v1/apps`` and the webhooks
+(:mod:`gitopsd.http`) and the control socket ``<state_dir>/gitopsd.sock``
+(mode 0600) that ``gitopsd status``, ``reconcile``, ``suspend`` and ``resume``
+talk to. SIGTERM or SIGINT: stop scheduling, cancel rollout waits, let
+in-flight applies finish within ``[daemon].grace_period``, exit 0. SIGHUP:
+reload the configuration; a bad new one is refused with a clear log line and
+the running one goes on.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from gitopsd.backends.ecs.backend import EcsBackend
+from gitopsd.config import Config, load_config
+from gitopsd.engine.agent import Agent, ControlRefused
+from gitopsd.engine.reconcile import Notifier
+from gitopsd.engine.sources import SourceSet
+from gitopsd.errors import ConfigError
+from gitopsd.http import ControlError, serve_http
+from gitopsd.state import StateDir
+
+log = structlog.get_logger(__name__)
+
+
+def control_socket(config: Config) -> Path:
+    return config.daemon.state_dir / "gitopsd.sock"
+
+
+class AgentView:
+    """The agent as the HTTP server sees it (write actions only on the control socket)."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def health(self) -> tuple[bool, str]:
+        return self.agent.health()
+
+    def readiness(self) -> tuple[bool, str]:
+        return self.agent.readiness()
+
+    def status(self) -> list[dict[str, Any]]:
+        return self.agent.status()
+
+    def metrics_text(self) -> str:
+        return self.agent.metrics_text()
+
+    def trigger(self, sources: Sequence[str], reason: str) -> list[str]:
+        return self.agent.trigger(sources, reason)
+
+    async def control(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            return await self.agent.control(request)
+        except ControlRefused as exc:
+            raise ControlError(str(exc), exc.status) from None
+
+
+async def run_agent(config_path: str, notifiers: Sequence[Notifier] = ()) -> int:
+    """Serve until SIGTERM/SIGINT (exit 0); reload on SIGHUP."""
+    config = load_config(config_path)
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        while True:
+            reload_to: Config | None = None
+            sources = SourceSet(config)
+            try:
+                async with EcsBackend(
+                    config.aws,
+                    StateDir(config.daemon.state_dir),
+                    poll_interval=config.daemon.rollout_poll_interval,
+                ) as backend:
+                    agent = Agent(config, backend, sources, notifiers=notifiers)
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(agent.run)
+                        endpoints = await tg.start(
+                            partial(serve_http, control_socket=control_socket(config)),
+                            config.http,
+                            AgentView(agent),
+                        )
+                        log.info(
+                            "agent.started",
+                            url=endpoints.url,
+                            socket=str(endpoints.socket),
+                            apps=len(config.apps),
+                        )
+                        async for signum in signals:
+                            if signum == signal.SIGHUP:
+                                try:
+                                    reload_to = load_config(config_path)
+                                except ConfigError as exc:
+                                    log.error(
+                                        "agent.reload_refused",
+                                        error=str(exc),
+                                        hint="the running configuration goes on",
+                                    )
+                                    continue
+                                log.info("agent.reloading", config=config_path)
+                            else:
+                                log.info("agent.stopping", signal=signal.Signals(signum).name)
+                            break
+                        await agent.shutdown()
+                        tg.cancel_scope.cancel()
+            finally:
+                sources.close()
+            if reload_to is None:
+                log.info("agent.stopped")
+                return 0
+            config = reload_to

@@ -1,0 +1,530 @@
+"""The agent behind ``gitopsd run``: one task per source, one task per app, each on its own clock.
+
+Sources are polled once per interval (jittered) and at once when a webhook
+triggers them; the apps reading a source share one fetch. A new commit wakes
+the apps it affects: an app whose rendered resources did not change is not
+re-planned, and a newer commit cancels the rollout wait of an older one. Each
+app then runs the same reconcile pass as ``gitopsd sync`` (source, render,
+plan, apply, verify, notify), at most one at a time per app, apps in parallel
+up to ``[daemon].max_parallel_apps`` (a rollout wait holds no slot, so a long
+rollout never delays other apps).
+
+Between commits an app's interval is a drift check: ``drift = "warn"`` plans
+and reports what differs; ``"heal"`` applies it again, backing off when
+another writer keeps changing it back (a fight is reported, not fought).
+Failures requeue by kind (see :mod:`gitopsd.engine.schedule`): a temporary one
+backs off, a permanent one stalls the app until Git moves; a commit whose
+rollout failed is not redeployed every interval, only when Git moves or on
+``gitopsd reconcile APP --force``. The old version keeps running meanwhile.
+
+``shutdown`` stops scheduling, cancels rollout waits at once (the next start
+follows them again: verify adopts an unsettled service), lets in-flight
+applies finish within the grace period, and returns.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anyio
+import anyio.abc
+import structlog
+
+from gitopsd.backends.base import Backend
+from gitopsd.config import AppConfig, Config
+from gitopsd.engine.outcome import Outcome, Stage
+from gitopsd.engine.reconcile import Mode, Notifier, Reconciler
+from gitopsd.engine.schedule import Next, Scheduler, backoff
+from gitopsd.engine.sources import SourceSet
+from gitopsd.engine.status import FALSE, TRUE, UNKNOWN, AppStatus
+from gitopsd.model import Resource, Revision
+from gitopsd.state import JsonRecord, StateDir
+
+log = structlog.get_logger(__name__)
+
+#: The agent is unhealthy when its loop has not ticked for this long.
+HEALTH_BOUND = 30.0
+TICK = 1.0
+#: Consecutive heals that found the same drift again before the agent backs off.
+FIGHT_AFTER = 2
+#: How soon an app waiting on a dependency looks again.
+DEPENDENCY_RECHECK = 5.0
+
+
+class ControlRefused(Exception):
+    """A control request the agent cannot carry out (unknown app, bad action)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Agent:
+    """Runs the reconcile loop of every app of one configuration until shut down."""
+
+    def __init__(
+        self,
+        config: Config,
+        backend: Backend,
+        sources: SourceSet,
+        *,
+        notifiers: Sequence[Notifier] = (),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.sources = sources
+        self.reconciler = Reconciler(config, backend, sources, notifiers=notifiers)
+        self.scheduler = Scheduler(config, rng)
+        self.state = StateDir(config.daemon.state_dir)
+        self.limiter = anyio.CapacityLimiter(config.daemon.max_parallel_apps)
+        self.app_status = {a.name: AppStatus(a.name) for a in config.apps}
+        self._apps = {a.name: a for a in config.apps}
+        self._wake = {a.name: anyio.Event() for a in config.apps}
+        self._due: dict[str, float | None] = {a.name: 0.0 for a in config.apps}
+        self._force: set[str] = set()
+        self._fights: dict[str, int] = {}
+        self._failures: dict[str, int] = {}
+        self._baseline: dict[str, tuple[Resource, ...]] = {}
+        self._scopes: dict[str, anyio.CancelScope] = {}
+        self._triggers = {name: anyio.Event() for name in self._source_names()}
+        self._fetched: set[str] = set()
+        self._first_pass: set[str] = set()
+        self._ready = anyio.Event()
+        self._stopping = False
+        self._idle = anyio.Event()
+        self._last_tick = 0.0
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    def _source_names(self) -> list[str]:
+        return sorted({a.source for a in self.config.apps})
+
+    def _record(self, app: str) -> JsonRecord:
+        return JsonRecord(self.state.app_dir(app) / "agent.json")
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run until :meth:`shutdown`; ``task_status.started()`` once every app had a pass."""
+        await self._load_records()
+        self._last_tick = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(self._ticker, name="gitopsd.ticker")
+            for name in self._source_names():
+                tg.start_soon(self._poll, name, name=f"gitopsd.source.{name}")
+            for app in self.config.apps:
+                tg.start_soon(self._app_loop, app, name=f"gitopsd.app.{app.name}")
+            if not self.config.apps:
+                self._ready.set()
+            await self._ready.wait()
+            task_status.started()
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Stop scheduling; cancel rollout waits; let applies finish within ``grace``."""
+        self._stopping = True
+        self.reconciler.stopping = True
+        grace = self.config.daemon.grace_period if grace is None else grace
+        for event in self._triggers.values():
+            event.set()
+        for name, scope in list(self._scopes.items()):
+            if self._stage(name) is not Stage.APPLY:
+                scope.cancel()
+        for name in self._wake:
+            self._wake[name].set()
+        if self._scopes:
+            with anyio.move_on_after(grace):
+                await self._idle.wait()  # set when the last pass in flight ends
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    def _stage(self, app: str) -> Stage | None:
+        journal = self.reconciler.journal.apps.get(app)
+        return None if journal is None or journal.done else journal.stage
+
+    async def _ticker(self) -> None:
+        while True:
+            self._last_tick = anyio.current_time()
+            await anyio.sleep(TICK)
+
+    async def _load_records(self) -> None:
+        for name, st in self.app_status.items():
+            data = await self._record(name).aload()
+            st.suspended = bool(data.get("suspended", False))
+            st.failed_commit = str(data.get("failed_commit", ""))
+            st.last_applied = str(data.get("last_applied", ""))
+            st.last_applied_at = float(data.get("last_applied_at", 0.0) or 0.0)
+
+    async def _save(self, name: str) -> None:
+        st = self.app_status[name]
+        try:
+            await self._record(name).aupdate(
+                suspended=st.suspended,
+                failed_commit=st.failed_commit,
+                last_applied=st.last_applied,
+                last_applied_at=st.last_applied_at,
+            )
+        except OSError as exc:
+            log.warning("state.write_failed", app=name, error=str(exc))
+
+    # -- sources ------------------------------------------------------------------------
+
+    async def _poll(self, name: str) -> None:
+        """Fetch ``name`` every interval or when triggered; wake its apps on a new commit."""
+        last: str | None = None
+        while not self._stopping:
+            try:
+                revision: Revision | None = await self.sources.refresh(name)
+            except Exception as exc:
+                revision = None
+                log.warning("agent.source_failed", source=name, error=str(exc))
+            first = name not in self._fetched
+            self._fetched.add(name)
+            commit = revision.commit if revision is not None else None
+            if first or (commit is not None and commit != last):
+                if commit is not None:
+                    last = commit
+                for app in self.config.apps:
+                    if app.source == name:
+                        self._new_revision(app.name, commit)
+            now = anyio.current_time()
+            with anyio.move_on_after(max(0.0, self.scheduler.next_poll(name, now) - now)):
+                await self._triggers[name].wait()
+            self._triggers[name] = anyio.Event()
+
+    def _new_revision(self, app: str, commit: str | None) -> None:
+        """A new commit (or the first fetch): run the app now, cancelling an older rollout wait."""
+        journal = self.reconciler.journal.apps.get(app)
+        scope = self._scopes.get(app)
+        if (
+            scope is not None
+            and journal is not None
+            and journal.stage is Stage.VERIFY
+            and journal.revision is not None
+            and journal.revision.commit != commit
+        ):
+            log.info("agent.rollout_wait_superseded", app=app, newer=commit)
+            scope.cancel()
+        self._due[app] = 0.0
+        self._wake[app].set()
+
+    # -- apps ---------------------------------------------------------------------------
+
+    async def _app_loop(self, app: AppConfig) -> None:
+        while not self._stopping:
+            await self._wait_turn(app.name)
+            if self._stopping:
+                return
+            await self._pass(app)
+            if app.name not in self._first_pass:
+                self._first_pass.add(app.name)
+                if len(self._first_pass) == len(self._apps):
+                    self._ready.set()
+
+    async def _wait_turn(self, name: str) -> None:
+        due = self._due[name]
+        now = anyio.current_time()
+        delay = math.inf if due is None else max(0.0, due - now)
+        if delay > 0:
+            with anyio.move_on_after(delay):
+                await self._wake[name].wait()
+        self._wake[name] = anyio.Event()
+
+    def _mode(self, app: AppConfig, st: AppStatus, revision: Revision, forced: bool) -> Mode | None:
+        """What this pass does; None: nothing to do now."""
+        new_commit = revision.commit != st.last_attempted
+        if app.sync.mode == "manual" and not forced:
+            return Mode.PLAN
+        if revision.commit == st.failed_commit and not forced:
+            return Mode.PLAN  # report health and drift; never redeploy a failed commit
+        if new_commit or forced or not st.ready:
+            return Mode.SYNC
+        drift = app.sync.drift_mode
+        if drift == "off":
+            return None
+        return Mode.SYNC if drift == "heal" else Mode.PLAN
+
+    def _deps_ready(self, app: AppConfig) -> str:
+        """'' when every dependency is Ready at its current revision, else who is not."""
+        waiting = []
+        for dep in app.depends_on:
+            st = self.app_status[dep]
+            current = self.sources.current(self._apps[dep].source)
+            commit = current.commit if isinstance(current, Revision) else None
+            if not st.ready or commit is None or st.last_attempted != commit:
+                waiting.append(dep)
+        return ", ".join(waiting)
+
+    async def _pass(self, app: AppConfig) -> None:
+        name = app.name
+        st = self.app_status[name]
+        current = self.sources.current(app.source)
+        if current is None:
+            self._due[name] = None  # not fetched yet: the source's first fetch wakes the app
+            return
+        if not isinstance(current, Revision):
+            # The source failed: a plan-only pass reports it as the app's SourceFailed.
+            await self._run(app, st, None, Mode.PLAN, forced=False)
+            return
+        forced = name in self._force
+        self._force.discard(name)
+        if st.suspended and not forced:
+            st.set(
+                "Ready",
+                st.conditions["Ready"].status,
+                "Suspended",
+                "suspended: `gitopsd resume` to go on",
+            )
+            self._due[name] = None
+            return
+        waiting = self._deps_ready(app)
+        if waiting:
+            st.set("Ready", FALSE, "DependencyNotReady", f"waiting for {waiting} to be Ready")
+            self._due[name] = anyio.current_time() + DEPENDENCY_RECHECK
+            return
+        mode = self._mode(app, st, current, forced)
+        if mode is None:
+            self._due[name] = self.scheduler.after(
+                app, anyio.current_time(), ok=True, temporary=False, failures=0
+            ).at
+            return
+        await self._run(app, st, current, mode, forced)
+
+    async def _run(
+        self, app: AppConfig, st: AppStatus, revision: Revision | None, mode: Mode, forced: bool
+    ) -> None:
+        name = app.name
+        drift_check = revision is not None and revision.commit == st.last_attempted and not forced
+        baseline = None
+        if revision is not None and not forced and revision.commit != st.last_attempted:
+            baseline = self._baseline.get(name)
+        st.set("Reconciling", TRUE, "Progressing", f"{mode} pass")
+        with anyio.CancelScope() as scope:
+            self._scopes[name] = scope
+            try:
+                outcome = await self.reconciler.reconcile(
+                    app, mode, baseline=baseline, limiter=self.limiter, revision=revision
+                )
+            finally:
+                self._scopes.pop(name, None)
+                if self._stopping and not self._scopes:
+                    self._idle.set()
+        st.set("Reconciling", FALSE)
+        if scope.cancelled_caught:
+            # A newer commit (or shutdown) took over: the next pass starts at once.
+            self._due[name] = 0.0
+            return
+        st.passes += 1
+        await self._update(app, st, outcome, mode, drift_check)
+
+    async def _update(
+        self, app: AppConfig, st: AppStatus, outcome: Outcome, mode: Mode, drift_check: bool
+    ) -> None:
+        name = app.name
+        now = anyio.current_time()
+        commit = outcome.revision.commit if outcome.revision else ""
+        if commit:
+            st.last_attempted, st.last_attempted_at = commit, time.time()
+        changeset = outcome.changeset
+        unsettled = changeset.unsettled if changeset is not None else ()
+        st.health = (
+            "Degraded"
+            if any(r.health and r.health.state == "Degraded" for r in unsettled)
+            else (
+                "Progressing" if unsettled else ("Healthy" if changeset is not None else st.health)
+            )
+        )
+        failures = self._fights.get(name, 0)
+        if outcome.unchanged:
+            st.set(
+                "Ready", TRUE, "ArtifactUnchanged", f"commit {commit[:12]} does not change this app"
+            )
+            self._due[name] = self.scheduler.after(
+                app, now, ok=True, temporary=False, failures=0
+            ).at
+            return
+        if not outcome.ok:
+            self._baseline.pop(name, None)
+            if outcome.failed_stage is Stage.VERIFY and not outcome.temporary and commit:
+                st.failed_commit = commit
+                await self._save(name)
+            changed = st.set("Ready", FALSE, outcome.reason, outcome.message)
+            st.set("Stalled", FALSE if outcome.temporary else TRUE, outcome.reason, outcome.message)
+            if changed:
+                log.warning(
+                    "agent.app_failed", app=name, reason=outcome.reason, message=outcome.message
+                )
+            st.sync = "OutOfSync" if changeset is not None and not changeset.in_sync else st.sync
+            self._failures[name] = self._failures.get(name, 0) + 1
+            decision = self.scheduler.after(
+                app, now, ok=False, temporary=outcome.temporary, failures=self._failures[name]
+            )
+            if st.failed_commit == commit and commit:
+                # A failed rollout: keep checking health and drift on the interval, in plan
+                # mode (the commit itself is not redeployed until Git moves).
+                decision = self.scheduler.after(app, now, ok=True, temporary=False, failures=0)
+            self._due[name] = decision.at
+            st.next_at = 0.0 if decision.at is None else time.time() + (decision.at - now)
+            return
+        self._failures.pop(name, None)
+        pending = changeset.pending if changeset is not None else ()
+        if mode is Mode.PLAN:
+            self._after_plan(app, st, outcome, drift_check)
+        else:
+            if drift_check and pending:
+                failures += 1  # healed, and it was there again: someone changes it back
+                self._fights[name] = failures
+                st.drift = "healed: " + _fields(pending)
+                log.warning("agent.drift_healed", app=name, fields=_fields(pending), times=failures)
+            else:
+                self._fights.pop(name, None)
+                st.drift = ""
+            st.sync = "Synced"
+            st.failed_commit = "" if commit != st.failed_commit else st.failed_commit
+            st.last_applied, st.last_applied_at = commit, time.time()
+            self._baseline[name] = outcome.resources
+            st.set("Ready", TRUE, outcome.reason, f"applied {commit[:12]}")
+            st.set("Stalled", FALSE)
+            await self._save(name)
+        due = self.scheduler.after(app, now, ok=True, temporary=False, failures=0).at or now
+        fights = self._fights.get(name, 0)
+        if fights >= FIGHT_AFTER:
+            # Another writer keeps undoing the heal: back off, and say so.
+            daemon = self.config.daemon
+            self._due[name] = max(
+                due, now + backoff(fights, daemon.backoff_min, daemon.backoff_max)
+            )
+            st.set(
+                "Ready", TRUE, "DriftFight",
+                f"another writer keeps changing {st.drift.removeprefix('healed: ')}; "
+                "healing less often: ignore those fields or stop the other writer",
+            )  # fmt: skip
+        else:
+            self._due[name] = due
+        next_due = self._due[name]
+        st.next_at = 0.0 if next_due is None else time.time() + (next_due - now)
+
+    def _after_plan(
+        self, app: AppConfig, st: AppStatus, outcome: Outcome, drift_check: bool
+    ) -> None:
+        changeset = outcome.changeset
+        pending = changeset.pending if changeset is not None else ()
+        commit = outcome.revision.commit if outcome.revision else ""
+        if not pending:
+            st.sync = "Synced"
+            st.drift = ""
+            if commit and commit == st.failed_commit:
+                st.set(
+                    "Stalled", TRUE, "RolloutFailed",
+                    f"the rollout of {commit[:12]} failed; waiting for a new commit "
+                    f"(or `gitopsd reconcile {app.name} --force`)",
+                )  # fmt: skip
+            return
+        st.sync = "OutOfSync"
+        if commit and commit == st.failed_commit:
+            st.set(
+                "Stalled", TRUE, "RolloutFailed",
+                f"the rollout of {commit[:12]} failed and is not retried until Git moves "
+                f"(or `gitopsd reconcile {app.name} --force`)",
+            )  # fmt: skip
+            return
+        if app.sync.mode == "manual":
+            st.set(
+                "Ready",
+                st.conditions["Ready"].status,
+                "OutOfSync",
+                "manual sync: run `gitopsd sync`",
+            )
+            return
+        fields = _fields(pending)
+        if st.drift != fields:
+            log.warning("agent.drift_detected", app=app.name, fields=fields)
+        st.drift = fields
+        st.set("Ready", TRUE, "DriftDetected", f"live state differs from {commit[:12]}: {fields}")
+
+    # -- what the HTTP server and the control socket see --------------------------------
+
+    def health(self) -> tuple[bool, str]:
+        age = anyio.current_time() - self._last_tick
+        if self._stopping:
+            return False, "shutting down"
+        if age > HEALTH_BOUND:
+            return False, f"the scheduler has not ticked for {age:.0f}s"
+        return True, f"ticked {age:.1f}s ago"
+
+    def readiness(self) -> tuple[bool, str]:
+        missing = [n for n in self._source_names() if n not in self._fetched]
+        if missing:
+            return False, "sources not fetched yet: " + ", ".join(missing)
+        if not self._ready.is_set():
+            left = sorted(set(self._apps) - self._first_pass)
+            return False, "first pass not done: " + ", ".join(left)
+        return True, "every app had its first pass"
+
+    def status(self) -> list[dict[str, Any]]:
+        return [self.app_status[a.name].to_json() for a in self.config.apps]
+
+    def metrics_text(self) -> str:
+        lines = [
+            "# HELP gitopsd_app_ready Whether the app's Ready condition is True.",
+            "# TYPE gitopsd_app_ready gauge",
+        ]
+        for name, st in self.app_status.items():
+            lines.append(f'gitopsd_app_ready{{app="{name}"}} {1 if st.ready else 0}')
+        lines += [
+            "# HELP gitopsd_app_passes_total Reconcile passes run per app.",
+            "# TYPE gitopsd_app_passes_total counter",
+        ]
+        for name, st in self.app_status.items():
+            lines.append(f'gitopsd_app_passes_total{{app="{name}"}} {st.passes}')
+        return "\n".join(lines) + "\n"
+
+    def trigger(self, sources: Sequence[str], reason: str) -> list[str]:
+        names = [s for s in (sources or self._triggers) if s in self._triggers]
+        for s in names:
+            log.info("agent.triggered", source=s, reason=reason)
+            self._triggers[s].set()
+        return names
+
+    async def control(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        action = request.get("action")
+        name = request.get("app")
+        if action == "status":
+            return {"apps": self.status()}
+        if not isinstance(name, str) or name not in self._apps:
+            known = ", ".join(self._apps) or "none"
+            raise ControlRefused(f"no app named {name!r} (apps: {known})", 404)
+        st = self.app_status[name]
+        if action == "reconcile":
+            if request.get("force"):
+                self._force.add(name)
+            self._due[name] = 0.0
+            self._wake[name].set()
+            self.trigger([self._apps[name].source], f"reconcile {name}")
+            return {"app": name, "queued": True, "force": bool(request.get("force"))}
+        if action in ("suspend", "resume"):
+            st.suspended = action == "suspend"
+            await self._save(name)
+            if not st.suspended:
+                self._due[name] = 0.0
+                self._wake[name].set()
+            return {"app": name, "suspended": st.suspended}
+        raise ControlRefused(
+            f"unknown action {action!r}: use status, reconcile, suspend or resume", 400
+        )
+
+
+def _fields(pending: Sequence[Any]) -> str:
+    parts = []
+    for rc in pending:
+        paths = ", ".join(c.path for c in rc.changes[:5]) or str(rc.action)
+        parts.append(f"{rc.key} ({paths})")
+    return "; ".join(parts)
+
+
+__all__ = ["UNKNOWN", "Agent", "ControlRefused", "Next"]

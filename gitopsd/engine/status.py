@@ -1,0 +1,70 @@
+"""What a user can read about each app while the agent runs: conditions, as Flux has them.
+
+``Ready`` (True / False / Unknown) with the failing stage as its reason,
+``Reconciling`` while a pass runs (with the rollout's progress), ``Stalled``
+when only a change in Git (or ``gitopsd reconcile --force``) can help; plus
+the last attempted and last applied revisions and when, the sync state
+(Synced / OutOfSync), the health of the live services, and whether the app is
+suspended. A condition's ``since`` moves only when its status changes, so an
+alert can be sent on a change rather than on every pass.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
+
+
+@dataclass
+class Condition:
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+    since: float = 0.0
+
+
+@dataclass
+class AppStatus:
+    """The agent's view of one app; everything here is JSON-able through :meth:`to_json`."""
+
+    app: str
+    conditions: dict[str, Condition] = field(default_factory=dict)
+    last_attempted: str = ""
+    last_attempted_at: float = 0.0
+    last_applied: str = ""
+    last_applied_at: float = 0.0
+    #: A commit whose rollout failed: not redeployed until Git moves (or ``--force``).
+    failed_commit: str = ""
+    suspended: bool = False
+    sync: str = UNKNOWN  # Synced | OutOfSync | Unknown
+    health: str = UNKNOWN  # Healthy | Progressing | Degraded | Unknown
+    drift: str = ""
+    progress: str = ""
+    next_at: float = 0.0  # wall clock of the next pass, 0 when only Git can wake it
+    passes: int = 0
+
+    def __post_init__(self) -> None:
+        for kind in ("Ready", "Reconciling", "Stalled"):
+            self.conditions.setdefault(kind, Condition(kind, UNKNOWN if kind == "Ready" else FALSE))
+
+    def set(self, kind: str, status: str, reason: str = "", message: str = "") -> bool:
+        """Set a condition; True when its status changed (its ``since`` moves then)."""
+        current = self.conditions[kind]
+        changed = current.status != status
+        self.conditions[kind] = Condition(
+            kind, status, reason, message, time.time() if changed else current.since
+        )
+        return changed
+
+    @property
+    def ready(self) -> bool:
+        return self.conditions["Ready"].status == TRUE
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["conditions"] = [asdict(c) for c in self.conditions.values()]
+        return doc

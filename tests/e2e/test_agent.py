@@ -1,0 +1,249 @@
+"""`gitopsd run` end to end: a real agent process, the local ECS endpoint, a git daemon.
+
+The agent runs as a subprocess (as systemd or ECS runs it) with short intervals; the
+tests push commits and watch AWS and the agent's status, polling with deadlines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitopsd.local_aws.testing import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY
+
+from .conftest import Env
+
+WEB_TD = "apps/web/base/task-definition.yaml"
+SECRET = "s3cret"
+
+
+class AgentProcess:
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.log = env.config.parent / "agent.log"
+        run_env = dict(
+            os.environ,
+            AWS_ACCESS_KEY_ID=DUMMY_ACCESS_KEY,
+            AWS_SECRET_ACCESS_KEY=DUMMY_SECRET_KEY,
+            HOOK_SECRET=SECRET,
+            PYTHONUNBUFFERED="1",
+        )
+        run_env.pop("AWS_PROFILE", None)
+        self._log_file = self.log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gitopsd", "run", "-c", str(env.config), "--log-level", "info"],
+            env=run_env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        self.url = ""
+
+    def lines(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"agent exited {self.proc.returncode}: {self.log.read_text()}")
+            found = check()
+            if found:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out waiting for {what}; log:\n{self.log.read_text()[-4000:]}"
+                )
+            time.sleep(0.05)  # polling with a deadline
+
+    def started(self) -> None:
+        def url() -> str:
+            for line in self.lines():
+                if line.get("event") == "agent.started":
+                    return str(line["url"])
+            return ""
+
+        self.url = self.wait_for("the agent to start", url)
+
+    def get(self, path: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def app(self, name: str) -> dict[str, Any]:
+        _, body = self.get("/api/v1/apps")
+        return next(a for a in body["apps"] if a["app"] == name)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log_file.close()
+        return self.proc.returncode
+
+
+def agent_config(env: Env, *, source_interval: str, webhook: bool = False) -> None:
+    text = env.config.read_text()
+    text = text.replace(
+        "[daemon]\n",
+        '[daemon]\ninterval = "0.3s"\nbackoff_min = "0.2s"\nbackoff_max = "1s"\n'
+        'grace_period = "5s"\n',
+        1,
+    )
+    text = text.replace(
+        'branch = "main"\n', f'branch = "main"\ninterval = "{source_interval}"\n', 1
+    )
+    text += '\n[http]\naddress = "127.0.0.1:0"\n'
+    if webhook:
+        text += '[[http.webhooks]]\nname = "ci"\nkind = "hmac"\nsecret_env = "HOOK_SECRET"\n'
+    env.config.write_text(text)
+
+
+@pytest.fixture
+def agent(env: Env) -> Iterator[Callable[..., AgentProcess]]:
+    started: list[AgentProcess] = []
+
+    def start(**kw: Any) -> AgentProcess:
+        agent_config(env, **kw)
+        a = AgentProcess(env)
+        started.append(a)
+        a.started()
+        return a
+
+    yield start
+    for a in started:
+        a.stop()
+
+
+def web_td(env: Env) -> str:
+    return str(env.service("web")["taskDefinition"]).rsplit("/", 1)[-1]
+
+
+def completed(env: Env, name: str, label: str) -> bool:
+    try:
+        svc = env.service(name)
+    except AssertionError:
+        return False
+    primary = next(d for d in svc["deployments"] if d["status"] == "PRIMARY")
+    return bool(svc["taskDefinition"].endswith(label) and primary["rolloutState"] == "COMPLETED")
+
+
+def test_the_agent_applies_pushed_commits_remembers_failures_reports_drift_and_stops(
+    env: Env, agent: Callable[..., AgentProcess]
+) -> None:
+    a = agent(source_interval="0.5s")
+    a.wait_for(
+        "the first sync",
+        lambda: completed(env, "web", "web:1") and completed(env, "worker", "worker:1"),
+    )
+    a.wait_for("readiness", lambda: a.get("/readyz")[0] == 200)
+    assert a.get("/healthz")[0] == 200
+    a.wait_for("web Ready", lambda: a.app("web")["conditions"][0]["status"] == "True")
+
+    # A pushed commit is applied and COMPLETED with no other command.
+    env.edit(WEB_TD, "nginx:1.27", "nginx:1.28")
+    env.commit("web: nginx 1.28")
+    a.wait_for("web:2 rolled out", lambda: completed(env, "web", "web:2"))
+
+    # A failing image: FAILED, rolled back by ECS, alerted once, not retried every interval.
+    env.edit(WEB_TD, "nginx:1.28", "nginx:broken")
+    bad = env.commit("web: broken")
+    a.wait_for("the failed commit remembered", lambda: a.app("web")["failed_commit"] == bad)
+    assert completed(env, "web", "web:2")
+    writes = Counter(env.writes())
+    passes = a.app("web")["passes"]
+    a.wait_for("three more passes", lambda: a.app("web")["passes"] >= passes + 3)
+    assert Counter(env.writes()) == writes  # not redeployed
+    web = a.app("web")
+    stalled = next(c for c in web["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "True"
+    assert "not retried until Git moves" in stalled["message"] or "failed" in stalled["message"]
+
+    # Drift made behind Git's back is reported (warn is the default), not reverted.
+    env.ecs().update_service(cluster="demo", service="worker", desiredCount=4)
+    a.wait_for("drift reported", lambda: "desiredCount" in a.app("worker")["drift"])
+    assert env.service("worker")["desiredCount"] == 4
+
+    # Status through the control socket, as a user types it.
+    status = env.gitopsd("status", "-o", "json")
+    assert status.code == 0, status.out + status.err
+    assert {x["app"] for x in json.loads(status.out)["apps"]} == {"web", "worker"}
+
+    # SIGTERM: exits 0 within the grace period.
+    assert a.stop() == 0
+    assert any(line.get("event") == "agent.stopped" for line in a.lines())
+
+
+def test_a_signed_webhook_triggers_a_fetch_and_a_bad_signature_fetches_nothing(
+    env: Env, agent: Callable[..., AgentProcess]
+) -> None:
+    a = agent(source_interval="1h", webhook=True)
+    a.wait_for("the first sync", lambda: completed(env, "web", "web:1"))
+    env.edit(WEB_TD, "nginx:1.27", "nginx:1.28")
+    env.commit("web: nginx 1.28")
+
+    body = b'{"ref": "refs/heads/main"}'
+    bad = urllib.request.Request(
+        a.url + "/hooks/ci", data=body, headers={"X-Signature-256": "sha256=00"}, method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(bad, timeout=5)
+    assert refused.value.code == 401
+    assert not any(line.get("event") == "agent.triggered" for line in a.lines())
+
+    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    good = urllib.request.Request(
+        a.url + "/hooks/ci", data=body, headers={"X-Signature-256": signature}, method="POST"
+    )
+    with urllib.request.urlopen(good, timeout=5) as r:
+        assert r.status == 202
+    a.wait_for("web:2 rolled out after the webhook", lambda: completed(env, "web", "web:2"), 20)
+
+
+def test_a_bad_commit_stalls_the_app_the_old_version_runs_and_the_next_good_commit_recovers(
+    env: Env, agent: Callable[..., AgentProcess]
+) -> None:
+    a = agent(source_interval="0.5s")
+    a.wait_for("the first sync", lambda: completed(env, "web", "web:1"))
+    env.edit(WEB_TD, "    image: public.ecr.aws/nginx/nginx:1.27", "    imgae: nginx:1.99")
+    env.commit("web: typo")
+
+    def stalled() -> bool:
+        web = a.app("web")
+        ready = next(c for c in web["conditions"] if c["type"] == "Ready")
+        return bool(ready["reason"] == "RenderFailed" and re.search(r"imgae", ready["message"]))
+
+    a.wait_for("RenderFailed", stalled)
+    assert completed(env, "web", "web:1")  # the old version keeps running
+    env.edit(WEB_TD, "    imgae: nginx:1.99", "    image: public.ecr.aws/nginx/nginx:1.28")
+    env.commit("web: fixed")
+    a.wait_for("web:2 rolled out", lambda: completed(env, "web", "web:2"))
+    a.wait_for("web Ready again", lambda: a.app("web")["conditions"][0]["status"] == "True")
+    assert Path(a.log).exists()
