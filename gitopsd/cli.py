@@ -10,6 +10,7 @@ Command output goes to stdout, logs to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -31,13 +33,14 @@ from gitopsd.engine.sources import SourceSet
 from gitopsd.errors import ConfigError, GitopsdError
 from gitopsd.output import (
     Painter,
+    format_history,
     format_outcomes,
     format_plan,
     format_status_table,
     status_row,
     write_json,
 )
-from gitopsd.state import StateDir
+from gitopsd.state import JsonRecord, StateDir
 from gitopsd.telemetry.logs import configure_logging
 
 EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
@@ -136,6 +139,7 @@ async def _run_pass(
                 notifiers=[ConsoleNotifier(Painter(sys.stderr, args.color))],
                 wait=False if getattr(args, "no_wait", False) else None,
                 listener=ConsoleListener(paint) if text and mode is Mode.SYNC else None,
+                confirm_prune=getattr(args, "confirm_prune", False),
             )
             with anyio.CancelScope() as scope:
                 async with anyio.create_task_group() as tg:
@@ -297,6 +301,102 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _control(args, {"action": "resume", "app": args.app})
 
 
+async def _history(
+    cfg: Config, app: AppConfig, args: argparse.Namespace
+) -> list[dict[str, object]]:
+    from gitopsd.backends.ecs.backend import EcsBackend as Backend
+
+    sources = SourceSet(cfg, offline=args.offline)
+    try:
+        reconciler = Reconciler(cfg, _null_backend_schema(), sources)
+        (rendered,) = [await reconciler.reconcile(app, Mode.RENDER)]
+        services = [r.name for r in rendered.resources if r.kind == "Service"]
+        async with Backend(cfg.aws, StateDir(cfg.daemon.state_dir)) as backend:
+            entries = await backend.history(app, services, limit=args.limit)
+        rows: list[dict[str, object]] = []
+        for e in entries:
+            rows.append(
+                {
+                    "service": e.service,
+                    "commit": e.commit,
+                    "message": sources.commit_message(app.source, e.commit),
+                    "task_definition": e.task_definition,
+                    "outcome": e.outcome,
+                    "started_at": e.started_at,
+                    "duration": e.duration,
+                    "reason": e.reason,
+                }
+            )
+        return rows
+    finally:
+        sources.close()
+
+
+def _null_backend_schema() -> EcsBackend:
+    """An ECS backend used only for its manifest schema (render), opening no client."""
+    from gitopsd.config import AwsConfig
+
+    return EcsBackend(AwsConfig(), StateDir(Path("/nonexistent")))
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    app = cfg.app(args.app)
+    rows = anyio.run(_history, cfg, app, args)
+    if args.output == "json":
+        print(json.dumps({"app": app.name, "history": rows}, indent=2, default=str))
+        return EXIT_OK
+    paint = Painter(sys.stdout, args.color)
+    print(format_history(rows, paint))
+    return EXIT_OK
+
+
+async def _rollback(cfg: Config, app: AppConfig, args: argparse.Namespace) -> tuple[str, list[Any]]:
+    from gitopsd.backends.ecs.backend import roll_back_to
+
+    sources = SourceSet(cfg, offline=args.offline)
+    paint = Painter(sys.stdout, args.color)
+    try:
+        reconciler = Reconciler(cfg, _null_backend_schema(), sources)
+        rendered = await reconciler.reconcile(app, Mode.RENDER)
+        services = [r.name for r in rendered.resources if r.kind == "Service"]
+    finally:
+        sources.close()
+
+    def progress(key: str, message: str) -> None:
+        print(paint(f"    {key}: {message}", "dim"), flush=True)
+
+    state = StateDir(cfg.daemon.state_dir)
+    async with EcsBackend(
+        cfg.aws, state, poll_interval=cfg.daemon.rollout_poll_interval, progress=progress
+    ) as backend:
+        commit, targets = await backend.rollback_targets(app, services, args.to)
+        lock = state.lock(app.name)
+        await lock.acquire(cfg.daemon.lock_timeout)
+        try:
+            await JsonRecord(state.app_dir(app.name) / "agent.json").aupdate(suspended=True)
+            print(f"app {app.name}: rolling back to {commit[:12]}; automatic sync suspended")
+            statuses = await roll_back_to(backend, app, targets, app.sync.timeout)
+        finally:
+            lock.release()
+    return commit, list(statuses)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from gitopsd.control import AgentUnreachable, send_control
+
+    cfg = _load(args)
+    app = cfg.app(args.app)
+    with contextlib.suppress(AgentUnreachable):  # a running agent must stop applying it first
+        anyio.run(send_control, _socket(args), {"action": "suspend", "app": app.name})
+    _, statuses = anyio.run(_rollback, cfg, app, args)
+    paint = Painter(sys.stdout, args.color)
+    for r in statuses:
+        print(paint(f"  rollout {r.key}: {r.state}: {r.message}", "green" if r.ok else "red"))
+    print(f"app {app.name} stays suspended: `gitopsd resume {app.name}` lets Git drive it again")
+    return EXIT_OK if all(r.ok for r in statuses) else EXIT_ERROR
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"gitopsd {__version__}")
     return EXIT_OK
@@ -368,6 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("apps", nargs="*", metavar="APP")
     p.add_argument("--dry-run", action="store_true", help="plan only; make no write call")
     p.add_argument("--no-wait", action="store_true", help="do not wait for rollouts to finish")
+    p.add_argument(
+        "--confirm-prune",
+        action="store_true",
+        help="prune even more than sync.prune_max_share of an app's services",
+    )
     p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("run", parents=[common], help="run the agent (reconcile loop, HTTP server)")
@@ -392,6 +497,30 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=text)
         p.add_argument("app", metavar="APP")
         p.set_defaults(func=func)
+
+    p = sub.add_parser(
+        "history",
+        parents=[common, with_output],
+        help="an app's deployments as ECS keeps them: commit, outcome, duration",
+    )
+    p.add_argument("app", metavar="APP")
+    p.add_argument("--limit", type=int, default=20, help="deployments per service (default 20)")
+    p.add_argument("--offline", action="store_true", help="do not fetch Git")
+    p.set_defaults(func=cmd_history, dir=None)
+
+    p = sub.add_parser(
+        "rollback",
+        parents=[common],
+        help="deploy an earlier revision and suspend automatic sync of the app",
+    )
+    p.add_argument("app", metavar="APP")
+    p.add_argument(
+        "--to",
+        metavar="REVISION",
+        help="commit (7+ hex digits); default: the last one that completed",
+    )
+    p.add_argument("--offline", action="store_true", help="do not fetch Git")
+    p.set_defaults(func=cmd_rollback, dir=None)
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)

@@ -227,6 +227,9 @@ class SyncPolicy(_Strict):
     #: Deprecated spelling of ``drift = "heal"``.
     self_heal: bool = False
     prune: bool = False
+    #: A pass that would prune more than this share of the app's services waits for
+    #: ``gitopsd sync APP --confirm-prune``.
+    prune_max_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
 
     @property
     def drift_mode(self) -> str:

@@ -96,12 +96,25 @@ def _health_lines(o: Outcome, paint: Painter) -> list[str]:
     ]
 
 
+def _prune_lines(o: Outcome, paint: Painter) -> list[str]:
+    if o.prune is None:
+        return []
+    lines = []
+    for item in o.prune.items:
+        mark = "held" if o.prune_held else "prune"
+        lines.append(paint(f"  - {item.key}  ({mark}: {item.reason})", "red"))
+    for item in o.prune.kept:
+        lines.append(paint(f"  = {item.key}  (kept: {item.reason})", "dim"))
+    return lines
+
+
 def format_plan(o: Outcome, paint: Painter) -> str:
     """An app's pending changes, as printed before a sync applies them."""
     out = [_head(o, paint) + paint("  plan:", "bold")]
     if o.changeset is not None:
         for rc in o.changeset.pending:
             out += _resource_lines(rc, paint)
+    out += _prune_lines(o, paint)
     return "\n".join(out)
 
 
@@ -126,11 +139,15 @@ def format_outcomes(
                     if rc.action is not Action.NOOP or show_noop:
                         out += _resource_lines(rc, paint)
             unsettled = _health_lines(o, paint)
-            if not pending and not unsettled:
+            if not streamed:
+                out += _prune_lines(o, paint)
+            if not pending and not unsettled and (o.prune is None or o.prune.empty):
                 out.append(paint("  in sync: nothing to do", "green"))
             elif not pending:
                 out.append(paint("  no changes in Git, but not every service is steady:", "yellow"))
             out += unsettled
+        if o.pruned is not None and o.pruned.applied:
+            out.append(paint(f"  pruned {len(o.pruned.applied)} resources", "blue"))
         if o.applied is not None:
             if streamed:
                 if o.applied.applied:
@@ -173,6 +190,15 @@ def outcome_json(o: Outcome) -> dict[str, Any]:
     }
     if o.warnings:
         doc["warnings"] = list(o.warnings)
+    if o.prune is not None:
+        doc["prune"] = {
+            "held": o.prune_held,
+            "share": o.prune.share,
+            "items": [{"resource": i.key, "arn": i.arn, "reason": i.reason} for i in o.prune.items],
+            "kept": [{"resource": i.key, "reason": i.reason} for i in o.prune.kept],
+        }
+    if o.pruned is not None:
+        doc["pruned"] = [{"resource": a.key, "action": a.action} for a in o.pruned.applied]
     if o.changeset is not None:
         doc["in_sync"] = o.changeset.in_sync
         doc["resources"] = [
@@ -270,6 +296,12 @@ def format_status_table(apps: Sequence[dict[str, Any]], paint: Painter) -> str:
             (c for c in a.get("conditions", []) if c.get("type") == "Ready"), {}
         )
         reason = str(ready.get("reason", ""))
+        stalled = next(
+            (c for c in a.get("conditions", []) if c.get("type") == "Stalled"), {"status": ""}
+        )
+        if stalled.get("status") == "True":
+            reason = f"Stalled: {stalled.get('reason', '')}"
+            ready = {**ready, "message": stalled.get("message", ready.get("message", ""))}
         if a.get("suspended"):
             reason = "Suspended"
         revision = str(a.get("last_applied") or a.get("last_attempted") or "")[:12] or "-"
@@ -294,5 +326,35 @@ def format_status_table(apps: Sequence[dict[str, Any]], paint: Painter) -> str:
             line = paint(line, "bold")
         elif r[4] != "True":
             line = paint(line, "red" if r[4] == "False" else "yellow")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def format_history(rows: Sequence[dict[str, Any]], paint: Painter) -> str:
+    """``gitopsd history``: one line per deployment, newest first."""
+    table = [("TIME", "SERVICE", "COMMIT", "OUTCOME", "DURATION", "TASK DEFINITION", "MESSAGE")]
+    for r in rows:
+        started = r.get("started_at")
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(started))) if started else "-"
+        duration = r.get("duration")
+        table.append(
+            (
+                when,
+                str(r.get("service", "")),
+                str(r.get("commit", ""))[:12] or "-",
+                str(r.get("outcome", "")),
+                f"{float(duration):.0f}s" if duration is not None else "-",
+                str(r.get("task_definition", "")).rsplit("/", 1)[-1] or "-",
+                str(r.get("message", "")) or str(r.get("reason", "")) or "-",
+            )
+        )
+    widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
+    lines = []
+    for i, t in enumerate(table):
+        line = "  ".join(c.ljust(widths[j]) for j, c in enumerate(t)).rstrip()
+        if i == 0:
+            line = paint(line, "bold")
+        elif t[3] != "completed":
+            line = paint(line, "red" if t[3] in ("failed", "rolled back by ECS") else "yellow")
         lines.append(line)
     return "\n".join(lines)

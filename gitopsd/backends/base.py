@@ -6,6 +6,10 @@ renders with), turns rendered resources into a typed plan against live state
 :class:`Journal` about every write as it is made, and verifies that what it
 applied, and anything the plan found still rolling out or failed, reached a
 steady state. Amazon ECS (``gitopsd.backends.ecs``) is one backend.
+
+Prune is opt-in per app (``[apps.sync].prune``): the backend finds what carries
+the app's ownership mark but is no longer declared (:class:`PrunePlan`, read-only),
+and removes exactly that when asked.
 """
 
 from __future__ import annotations
@@ -70,6 +74,60 @@ class RolloutStatus:
         return self.state in ("TIMED_OUT", "REPLACED")
 
 
+@dataclass(frozen=True)
+class PruneItem:
+    """One live resource that carries the app's ownership mark but is no longer declared.
+
+    ``key`` is ``kind/name`` as in change sets (ECS: ``Service/old-api``, or
+    ``TaskDefinition/old-api:3`` for one revision); ``reason`` says why it goes.
+    """
+
+    key: str
+    kind: str
+    name: str
+    arn: str
+    reason: str
+    #: Whether the item counts towards :attr:`PrunePlan.share` (ECS: services do,
+    #: task-definition revisions do not).
+    counted: bool = False
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """What a prune of one app would remove; read-only, made by ``Backend.plan_prune``.
+
+    ``items`` go in order (ECS: services first, then task-definition revisions).
+    ``kept`` lists resources that carry the mark and are not declared but stay,
+    with the reason (ECS: a revision a service of the cluster still uses); they
+    are for display only. ``declared`` and ``owned`` count the resources of the
+    counted kind (ECS: services) that the app declares and that carry its mark.
+    """
+
+    app: str
+    items: tuple[PruneItem, ...] = ()
+    kept: tuple[PruneItem, ...] = ()
+    declared: int = 0
+    owned: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not self.items
+
+    @property
+    def counted(self) -> tuple[PruneItem, ...]:
+        """The items that count towards :attr:`share` (ECS: the services to delete)."""
+        return tuple(i for i in self.items if i.counted)
+
+    @property
+    def share(self) -> float:
+        """Counted items to remove / resources carrying the app's mark (0.0 when none do).
+
+        A render that lost most of an app's documents shows as a share near 1.0:
+        compare it with the configured limit before calling ``Backend.prune``.
+        """
+        return len(self.counted) / self.owned if self.owned else 0.0
+
+
 class Journal(Protocol):
     """Told about each write as soon as it is made, so an interrupted run can say what it did."""
 
@@ -106,3 +164,18 @@ class Backend(Protocol):
         """Follow what ``apply`` started, and whatever the change set found unsettled, until
         each is steady, failed, rolled back or ``timeout`` passes. Records what reached a
         steady state on the desired revision (the rollback target of later passes)."""
+
+    async def plan_prune(self, app: AppConfig, resources: Sequence[Resource]) -> PrunePlan:
+        """What carries ``app``'s ownership mark in its target but is not in ``resources``
+        (the app's rendered documents); read-only. Resources without the mark, or with
+        another app's, are never listed. A backend that cannot prune returns
+        ``PrunePlan(app.name)``. Whether the app opted in is the caller's decision."""
+
+    async def prune(
+        self, app: AppConfig, plan: PrunePlan, journal: Journal | None = None
+    ) -> ApplyResult:
+        """Remove the items of ``plan`` (from ``plan_prune`` in the same pass), in order,
+        each write reported to ``journal`` as it is made. An item that is already gone,
+        or no longer carries the app's mark, is skipped. A failing write stops the prune
+        with :class:`~gitopsd.errors.ApplyError` carrying what was written before it.
+        An empty plan writes nothing."""

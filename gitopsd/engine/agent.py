@@ -158,6 +158,7 @@ class Agent:
             st.suspended = bool(data.get("suspended", False))
             st.failed_commit = str(data.get("failed_commit", ""))
             st.last_applied = str(data.get("last_applied", ""))
+            st.last_attempted = str(data.get("last_attempted", ""))
             st.last_applied_at = float(data.get("last_applied_at", 0.0) or 0.0)
 
     async def _save(self, name: str) -> None:
@@ -168,6 +169,7 @@ class Agent:
                 failed_commit=st.failed_commit,
                 last_applied=st.last_applied,
                 last_applied_at=st.last_applied_at,
+                last_attempted=st.last_attempted,
             )
         except OSError as exc:
             log.warning("state.write_failed", app=name, error=str(exc))
@@ -242,8 +244,8 @@ class Agent:
             return Mode.PLAN
         if revision.commit == st.failed_commit and not forced:
             return Mode.PLAN  # report health and drift; never redeploy a failed commit
-        if new_commit or forced or not st.ready:
-            return Mode.SYNC
+        if new_commit or forced or (not st.ready and st.last_applied != revision.commit):
+            return Mode.SYNC  # (a restart at the applied commit is a drift check, not a sync)
         drift = app.sync.drift_mode
         if drift == "off":
             return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from gitopsd.backends.base import ApplyResult, RolloutStatus
+from gitopsd.backends.base import ApplyResult, PrunePlan, RolloutStatus
 from gitopsd.model import ChangeSet, Resource, Revision
 
 
@@ -52,6 +52,11 @@ class Outcome:
     warnings: tuple[str, ...] = ()
     #: The commit did not change what the app renders: nothing was planned.
     unchanged: bool = False
+    #: What prune would remove (``[apps.sync].prune``), and what it removed.
+    prune: PrunePlan | None = None
+    pruned: ApplyResult | None = None
+    #: Prune found more than ``prune_max_share`` to remove and waits for --confirm-prune.
+    prune_held: bool = False
 
     @property
     def ok(self) -> bool:
@@ -63,6 +68,8 @@ class Outcome:
             return FAILURE_REASONS[self.failed_stage]
         if any(r.state == "ROLLED_BACK" for r in self.rollouts):
             return "RolledBack"
+        if self.unchanged:
+            return "ArtifactUnchanged"
         return "ReconciliationSucceeded"
 
     @property

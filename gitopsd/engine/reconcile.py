@@ -80,6 +80,7 @@ class Reconciler:
         wait: bool | None = None,
         max_parallel_apps: int = 4,
         listener: Listener | None = None,
+        confirm_prune: bool = False,
     ) -> None:
         self.config = config
         self.backend = backend
@@ -89,6 +90,7 @@ class Reconciler:
         self.state = StateDir(config.daemon.state_dir)
         self.journal = RunJournal(listener)
         self.listener = listener
+        self.confirm_prune = confirm_prune
         #: Set on shutdown: passes finish their apply but do not wait for rollouts (the
         #: next start follows them: verify adopts unsettled services).
         self.stopping = False
@@ -207,9 +209,21 @@ class Reconciler:
                 stage = journal.stage = Stage.PLAN
                 changeset = await self.backend.plan(app, resources, revision)
                 outcome = replace(outcome, changeset=changeset)
+                if app.sync.prune:
+                    prune = await self.backend.plan_prune(app, resources)
+                    hold = prune.share > app.sync.prune_max_share and not self.confirm_prune
+                    outcome = replace(outcome, prune=prune, prune_held=hold and not prune.empty)
+                    if outcome.prune_held:
+                        outcome = self._warn(
+                            app.name,
+                            outcome,
+                            f"prune would remove {len(prune.counted)} of {prune.owned} services "
+                            f"(more than sync.prune_max_share = {app.sync.prune_max_share:g}): "
+                            f"run `gitopsd sync {app.name} --confirm-prune` to remove them",
+                        )
                 if mode is Mode.PLAN:
                     return outcome
-                if self.listener is not None and changeset.pending:
+                if self.listener is not None and (changeset.pending or outcome.prune):
                     self.listener.planned(outcome)
 
                 stage = journal.stage = Stage.APPLY
@@ -233,6 +247,14 @@ class Reconciler:
                                 stage = Stage.APPLY
                         raise
                     outcome = replace(outcome, applied=applied)
+                if outcome.prune is not None and not outcome.prune.empty and not outcome.prune_held:
+                    try:
+                        pruned = await self.backend.prune(app, outcome.prune, journal)
+                    except ApplyError as exc:
+                        if isinstance(exc.partial, ApplyResult):
+                            outcome = replace(outcome, pruned=exc.partial)
+                        raise
+                    outcome = replace(outcome, pruned=pruned)
                 await self._record_applied(app, revision)
                 if not wait:
                     return outcome

@@ -47,6 +47,8 @@ class Source(Protocol):
 
     def is_ancestor(self, ancestor: str, commit: str) -> bool | None: ...
 
+    def commit_message(self, commit: str) -> str: ...
+
     def read_tree(
         self, commit: str, prefix: str, *, suffixes: tuple[str, ...] | None = None
     ) -> dict[str, bytes]: ...
@@ -78,6 +80,9 @@ class DirectorySource:
 
     def is_ancestor(self, ancestor: str, commit: str) -> bool | None:
         return None  # a working directory has no history
+
+    def commit_message(self, commit: str) -> str:
+        return ""
 
     def read_tree(
         self, commit: str, prefix: str, *, suffixes: tuple[str, ...] | None = None
@@ -238,6 +243,10 @@ class SourceSet:
         )
         log.warning("source.stale", source=name, commit=rev.commit, reason=why)
         return Revision(rev.source, rev.ref, rev.commit, stale=stale)
+
+    def commit_message(self, name: str, commit: str) -> str:
+        """The first line of a commit's message, when the source's cache has it."""
+        return self._sources[name].commit_message(commit) if commit else ""
 
     async def is_ancestor(self, name: str, ancestor: str, commit: str) -> bool | None:
         """Whether ``ancestor`` is ``commit`` or before it in the history (None: unknown)."""

@@ -61,7 +61,7 @@ import structlog
 from dulwich.client import HTTPProxyUnauthorized, HTTPUnauthorized
 from dulwich.errors import GitProtocolError, NotGitRepository
 from dulwich.file import FileLocked
-from dulwich.objects import ObjectID
+from dulwich.objects import Commit, ObjectID
 from dulwich.refs import Ref
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
@@ -876,6 +876,21 @@ class GitSource:
         if sha not in repo.object_store:
             return None
         return cache.peel_to_commit(repo, sha)
+
+    def commit_message(self, commit: str) -> str:
+        """The first line of ``commit``'s message, from the cache; "" when it is not there."""
+        with self._read_lock:
+            if not self.path.is_dir():
+                return ""
+            try:
+                repo = self._open_reader(self._generation)
+                found = cache.find_commit(repo, commit)
+                obj = repo.object_store[found] if found is not None else None
+            except Exception:  # a hint for display only: never fail over it
+                return ""
+        if not isinstance(obj, Commit):
+            return ""
+        return obj.message.decode("utf-8", "replace").strip().splitlines()[0] if obj.message else ""
 
     def is_ancestor(self, ancestor: str, commit: str) -> bool | None:
         """Whether ``ancestor`` is ``commit`` or an ancestor of it, from the cache alone.

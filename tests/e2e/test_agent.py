@@ -247,3 +247,22 @@ def test_a_bad_commit_stalls_the_app_the_old_version_runs_and_the_next_good_comm
     a.wait_for("web:2 rolled out", lambda: completed(env, "web", "web:2"))
     a.wait_for("web Ready again", lambda: a.app("web")["conditions"][0]["status"] == "True")
     assert Path(a.log).exists()
+
+
+def test_a_restart_at_the_applied_commit_reports_drift_instead_of_reverting_it(
+    env: Env, agent: Callable[..., AgentProcess]
+) -> None:
+    a = agent(source_interval="0.5s")
+    a.wait_for("the first sync", lambda: completed(env, "worker", "worker:1"))
+    a.wait_for("worker Ready", lambda: a.app("worker")["conditions"][0]["status"] == "True")
+    assert a.stop() == 0
+    env.ecs().update_service(cluster="demo", service="worker", desiredCount=4)
+    env.aws.clear_calls()
+    again = AgentProcess(env)
+    try:
+        again.started()
+        again.wait_for("drift reported", lambda: "desiredCount" in again.app("worker")["drift"])
+        assert env.service("worker")["desiredCount"] == 4
+        assert "UpdateService" not in env.writes()
+    finally:
+        assert again.stop() == 0

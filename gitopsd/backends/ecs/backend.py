@@ -6,16 +6,19 @@ the backend, so task definitions cached by ARN stay cached across passes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Self
 
 import anyio
 
-from gitopsd.backends.base import ApplyResult, Journal, RolloutStatus
+from gitopsd.backends.base import ApplyResult, Journal, PrunePlan, RolloutStatus
+from gitopsd.backends.ecs import history as ecs_history
 from gitopsd.backends.ecs.applier import apply_changeset
 from gitopsd.backends.ecs.client import EcsClient
-from gitopsd.backends.ecs.planner import plan_app
+from gitopsd.backends.ecs.planner import plan_app, td_family
+from gitopsd.backends.ecs.prune import plan_prune, prune
 from gitopsd.backends.ecs.rollout import Progress, Target, watch_rollouts
 from gitopsd.backends.ecs.schema import ecs_schema
 from gitopsd.config import AppConfig, AwsConfig
@@ -106,6 +109,46 @@ class EcsBackend:
             await record.aupdate(**steady)
         return statuses
 
+    async def plan_prune(self, app: AppConfig, resources: Sequence[Resource]) -> PrunePlan:
+        """Services and task-definition revisions tagged for ``app`` and no longer declared
+        (see :mod:`gitopsd.backends.ecs.prune`); the families of the app's last-good record
+        are looked at too. Read-only."""
+        client = await self.client(app)
+        record = await self.state.last_good(app.name).aload()
+        known = sorted({td_family(str(arn)) for arn in record.values() if arn})
+        return await plan_prune(client, app, resources, known_families=known)
+
+    async def prune(
+        self, app: AppConfig, plan: PrunePlan, journal: Journal | None = None
+    ) -> ApplyResult:
+        """Delete the plan's services and deregister its revisions (see
+        :mod:`gitopsd.backends.ecs.prune`); deleted services leave the last-good record."""
+        client = await self.client(app)
+        return await prune(
+            client,
+            app,
+            plan,
+            journal,
+            grace=self.aws.call_timeout * self.aws.max_attempts,
+            last_good=self.state.last_good(app.name),
+        )
+
+    async def history(
+        self, app: AppConfig, services: Sequence[str], *, limit: int = 20
+    ) -> list[ecs_history.HistoryEntry]:
+        """The app's deployments as ECS keeps them, newest first (up to ``limit`` per service)."""
+        client = await self.client(app)
+        return await ecs_history.app_history(client, app, services, limit=limit)
+
+    async def rollback_targets(
+        self, app: AppConfig, services: Sequence[str], commit: str | None
+    ) -> tuple[str, dict[str, str]]:
+        """The commit to roll back to (``commit``, a prefix of it, or else the last one whose
+        deployments all completed), in full, and service name -> task-definition ARN for it.
+        Raises ``PlanError`` when there is none."""
+        client = await self.client(app)
+        return await ecs_history.rollback_targets(client, app, services, commit)
+
 
 def rollout_targets(changeset: ChangeSet, result: ApplyResult) -> list[Target]:
     """What verify follows: the rollouts apply started, and those the plan found unsettled.
@@ -132,3 +175,39 @@ def rollout_targets(changeset: ChangeSet, result: ApplyResult) -> list[Target]:
             desired=bool(rc.details.get("td_in_sync")),
         )
     return list(targets.values())
+
+
+async def roll_back_to(
+    backend: EcsBackend, app: AppConfig, targets: dict[str, str], timeout: float
+) -> list[RolloutStatus]:
+    """Point each service at its task definition (``gitopsd rollback``) and follow the rollouts."""
+    client = await backend.client(app)
+    started: list[Target] = []
+    for service, td in sorted(targets.items()):
+        at = time.time()
+        svc = await client.update_service(
+            {"cluster": app.cluster, "service": service, "taskDefinition": td}
+        )
+        primary: dict[str, object] = next(
+            (d for d in svc.get("deployments", []) if d.get("status") == "PRIMARY"), {}
+        )
+        started.append(
+            Target(
+                service=service,
+                key=f"Service/{service}",
+                td_arn=td,
+                deployment_id=str(primary.get("id", "")),
+                service_deployment=str(svc.get("currentServiceDeployment") or ""),
+                since=at,
+                desired=False,  # not what Git asks for: never recorded as last good
+            )
+        )
+    return await watch_rollouts(
+        client,
+        app,
+        started,
+        timeout=timeout,
+        poll_interval=backend.poll_interval,
+        last_good=backend.state.last_good(app.name),
+        progress=backend.progress,
+    )

@@ -31,6 +31,10 @@ WRITE_RATES: dict[str, Rate] = {
     "UpdateService": Rate(per_second=1.0, burst=10),
     "TagResource": Rate(per_second=2.5, burst=10),
     "UntagResource": Rate(per_second=2.5, burst=10),
+    # Prune: DeleteService is paced like the other service writes, and
+    # DeregisterTaskDefinition like RegisterTaskDefinition (the tightest write).
+    "DeleteService": Rate(per_second=1.0, burst=10),
+    "DeregisterTaskDefinition": Rate(per_second=0.5, burst=10),
 }
 
 
