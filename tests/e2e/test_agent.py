@@ -11,6 +11,7 @@ import hmac
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -266,3 +267,72 @@ def test_a_restart_at_the_applied_commit_reports_drift_instead_of_reverting_it(
         assert "UpdateService" not in env.writes()
     finally:
         assert again.stop() == 0
+
+
+def test_a_newer_commit_cancels_an_older_rollout_wait_and_sigterm_during_a_wait_exits_0(
+    env: Env, agent: Callable[..., AgentProcess]
+) -> None:
+    a = agent(source_interval="0.3s")
+    a.wait_for("the first sync", lambda: completed(env, "web", "web:1"))
+    env.aws.configure(pace=0.2)  # a rollout now takes many seconds
+    env.edit(WEB_TD, "nginx:1.27", "nginx:1.28")
+    env.commit("web: slow rollout")
+    a.wait_for("web:2 rolling out", lambda: "web:2" in web_td(env))
+    env.edit(WEB_TD, "nginx:1.28", "nginx:1.29")
+    env.commit("web: newer")
+    a.wait_for(
+        "the older wait cancelled",
+        lambda: any(x.get("event") == "agent.rollout_wait_superseded" for x in a.lines()),
+    )
+    a.wait_for("web:3 rolling out", lambda: "web:3" in web_td(env))
+    started = time.monotonic()
+    assert a.stop() == 0  # SIGTERM during the rollout wait of web:3
+    assert time.monotonic() - started < 10
+
+
+def test_a_restart_on_a_wiped_state_dir_converges_with_zero_writes(
+    env: Env, agent: Callable[..., AgentProcess]
+) -> None:
+    a = agent(source_interval="0.5s")
+    a.wait_for("the first sync", lambda: completed(env, "web", "web:1"))
+    a.wait_for(
+        "both Ready",
+        lambda: all(a.app(n)["conditions"][0]["status"] == "True" for n in ("web", "worker")),
+    )
+    assert a.stop() == 0
+    shutil.rmtree(env.config.parent / "state")
+    env.aws.clear_calls()
+    again = AgentProcess(env)
+    try:
+        again.started()
+        again.wait_for("readiness", lambda: again.get("/readyz")[0] == 200)
+        again.wait_for(
+            "both Ready",
+            lambda: all(
+                again.app(n)["conditions"][0]["status"] == "True" for n in ("web", "worker")
+            ),
+        )
+        assert env.writes() == []
+    finally:
+        assert again.stop() == 0
+
+
+def test_depends_on_waits_for_the_dependency(env: Env, agent: Callable[..., AgentProcess]) -> None:
+    env.config.write_text(
+        env.config.read_text().replace(
+            'name = "web"\n', 'name = "web"\ndepends_on = ["worker"]\n', 1
+        )
+    )
+    env.edit("apps/worker/worker.yaml", "desiredCount: 1", "desiredCount: many")
+    env.commit("worker: broken")
+    a = agent(source_interval="0.5s")
+
+    def waiting() -> bool:
+        ready = a.app("web")["conditions"][0]
+        return bool(ready["reason"] == "DependencyNotReady" and "worker" in ready["message"])
+
+    a.wait_for("web waiting for worker", waiting)
+    assert env.ecs().describe_services(cluster="demo", services=["web"])["services"] == []
+    env.edit("apps/worker/worker.yaml", "desiredCount: many", "desiredCount: 1")
+    env.commit("worker: fixed")
+    a.wait_for("web applied after worker", lambda: completed(env, "web", "web:1"), 30)
