@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from gitopsd.engine.outcome import Outcome
@@ -318,15 +318,21 @@ def format_status_table(apps: Sequence[dict[str, Any]], paint: Painter) -> str:
                 message[:80] or "-",
             )
         )
+    return _table(
+        rows, paint, lambda r: None if r[4] == "True" else ("red" if r[4] == "False" else "yellow")
+    )
+
+
+def _table(
+    rows: Sequence[tuple[str, ...]], paint: Painter, colour: Callable[[tuple[str, ...]], str | None]
+) -> str:
+    """Aligned columns; the first row is the header, ``colour`` picks each other row's colour."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for i, r in enumerate(rows):
         line = "  ".join(cell.ljust(widths[j]) for j, cell in enumerate(r)).rstrip()
-        if i == 0:
-            line = paint(line, "bold")
-        elif r[4] != "True":
-            line = paint(line, "red" if r[4] == "False" else "yellow")
-        lines.append(line)
+        shade = "bold" if i == 0 else colour(r)
+        lines.append(paint(line, shade) if shade else line)
     return "\n".join(lines)
 
 
@@ -348,13 +354,12 @@ def format_history(rows: Sequence[dict[str, Any]], paint: Painter) -> str:
                 str(r.get("message", "")) or str(r.get("reason", "")) or "-",
             )
         )
-    widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
-    lines = []
-    for i, t in enumerate(table):
-        line = "  ".join(c.ljust(widths[j]) for j, c in enumerate(t)).rstrip()
-        if i == 0:
-            line = paint(line, "bold")
-        elif t[3] != "completed":
-            line = paint(line, "red" if t[3] in ("failed", "rolled back by ECS") else "yellow")
-        lines.append(line)
-    return "\n".join(lines)
+    return _table(
+        table,
+        paint,
+        lambda t: (
+            None
+            if t[3] == "completed"
+            else ("red" if t[3] in ("failed", "rolled back by ECS") else "yellow")
+        ),
+    )

@@ -80,3 +80,16 @@ def test_history_lists_deployments_from_aws_and_rollback_suspends(env: Env) -> N
     assert env.service("web")["taskDefinition"].endswith("web:1")
     state = json.loads((env.config.parent / "state" / "apps" / "web" / "agent.json").read_text())
     assert state["suspended"] is True
+
+
+def test_status_without_an_agent_reads_live_state(env: Env) -> None:
+    assert env.gitopsd("sync", "worker").code == 0
+    run = env.gitopsd("status")
+    assert "no gitopsd agent is running" in run.err
+    lines = run.out.splitlines()
+    assert lines[0].split()[:5] == ["APP", "REVISION", "SYNC", "HEALTH", "READY"]
+    worker = next(line for line in lines if line.startswith("worker"))
+    assert "Synced" in worker
+    assert "Healthy" in worker
+    web = next(line for line in lines if line.startswith("web"))
+    assert "OutOfSync" in web  # never synced
