@@ -336,3 +336,36 @@ def test_depends_on_waits_for_the_dependency(env: Env, agent: Callable[..., Agen
     env.edit("apps/worker/worker.yaml", "desiredCount: many", "desiredCount: 1")
     env.commit("worker: fixed")
     a.wait_for("web applied after worker", lambda: completed(env, "web", "web:1"), 30)
+
+
+def test_heal_reverts_drift_and_a_fight_with_another_writer_is_backed_off_and_reported(
+    env: Env, agent: Callable[..., AgentProcess]
+) -> None:
+    head, name, tail = env.config.read_text().partition('name = "worker"\n')
+    tail = tail.replace("  [apps.sync]\n", '  [apps.sync]\n  drift = "heal"\n', 1)
+    env.config.write_text(head + name + tail)
+    a = agent(source_interval="0.5s")
+    a.wait_for("the first sync", lambda: completed(env, "worker", "worker:1"))
+    ecs = env.ecs()
+    for _ in range(4):  # another writer keeps scaling it back up
+        ecs.update_service(cluster="demo", service="worker", desiredCount=4)
+        a.wait_for("healed", lambda: env.service("worker")["desiredCount"] == 1, 30)
+    ready = a.wait_for(
+        "the fight reported",
+        lambda: (r := a.app("worker")["conditions"][0])["reason"] == "DriftFight" and r,
+        30,
+    )
+    assert "another writer keeps changing" in ready["message"]
+
+
+def test_sigterm_during_an_apply_finishes_the_write_and_exits_0(
+    env: Env, agent: Callable[..., AgentProcess]
+) -> None:
+    a = agent(source_interval="0.3s")
+    a.wait_for("the first sync", lambda: completed(env, "web", "web:1"))
+    env.aws.arm_fault("UpdateService", None, latency=2.0, count=1)  # a slow write
+    env.edit(WEB_TD, "nginx:1.27", "nginx:1.28")
+    env.commit("web: nginx 1.28")
+    a.wait_for("the write in flight", lambda: "UpdateService" in env.aws.calls())
+    assert a.stop() == 0
+    assert "web:2" in web_td(env)  # the write was finished, not abandoned
