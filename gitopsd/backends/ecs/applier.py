@@ -43,7 +43,7 @@ from gitopsd.backends.ecs.ownership import is_reserved_tag, managed_tags
 from gitopsd.backends.ecs.planner import blocking, primary_deployment, td_label
 from gitopsd.backends.ecs.service_model import input_shape
 from gitopsd.config import AppConfig
-from gitopsd.errors import ApplyError, PlanError
+from gitopsd.errors import ApplyError, BackendUnavailable, PlanError
 from gitopsd.model import MISSING, Action, ChangeSet, Origin, ResourceChange
 from gitopsd.pointer import split_pointer
 
@@ -215,7 +215,11 @@ async def apply_changeset(
     *,
     grace: float = 60.0,
 ) -> ApplyResult:
-    """Send the change set's requests in order; ``grace`` bounds a write finished after a cancel."""
+    """Send the change set's requests in order.
+
+    ``grace`` bounds one write with all its retries (see ``client.retry_budget``); a
+    write still unanswered then is reported as unsure and fails the apply as temporary.
+    """
     requests = build_requests(app, changeset)
     validate_requests(requests)
     td_arns = {
@@ -236,7 +240,9 @@ async def apply_changeset(
         if scope.cancelled_caught:
             if journal is not None:
                 journal.unsure(request.key, f"{request.op} got no answer within {grace:g}s")
-            error = TimeoutError(f"{request.op} got no answer within {grace:g}s")
+            error = BackendUnavailable(
+                f"{request.op} got no answer within {grace:g}s", maybe_applied=True
+            )
         if error is not None:
             partial = ApplyResult(app=app.name, applied=tuple(applied))
             maybe = " (it may have been made: the next sync checks)" if _unsure(error) else ""

@@ -16,7 +16,7 @@ import anyio
 from gitopsd.backends.base import ApplyResult, Journal, PrunePlan, RolloutStatus
 from gitopsd.backends.ecs import history as ecs_history
 from gitopsd.backends.ecs.applier import apply_changeset
-from gitopsd.backends.ecs.client import EcsClient
+from gitopsd.backends.ecs.client import EcsClient, retry_budget
 from gitopsd.backends.ecs.planner import plan_app, td_family
 from gitopsd.backends.ecs.prune import plan_prune, prune
 from gitopsd.backends.ecs.rollout import Progress, Target, watch_rollouts
@@ -76,9 +76,7 @@ class EcsBackend:
         self, app: AppConfig, changeset: ChangeSet, journal: Journal | None = None
     ) -> ApplyResult:
         client = await self.client(app)
-        return await apply_changeset(
-            client, app, changeset, journal, grace=self.aws.call_timeout * self.aws.max_attempts
-        )
+        return await apply_changeset(client, app, changeset, journal, grace=retry_budget(self.aws))
 
     async def verify(
         self, app: AppConfig, changeset: ChangeSet, result: ApplyResult, timeout: float
@@ -129,7 +127,7 @@ class EcsBackend:
             app,
             plan,
             journal,
-            grace=self.aws.call_timeout * self.aws.max_attempts,
+            grace=retry_budget(self.aws),
             last_good=self.state.last_good(app.name),
         )
 

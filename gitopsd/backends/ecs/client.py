@@ -81,6 +81,15 @@ HINTS: dict[str, str] = {
 }
 
 DESCRIBE_SERVICES_BATCH = 10
+#: The longest wait between two attempts of one call.
+MAX_RETRY_WAIT = 20.0
+
+
+def retry_budget(aws: AwsConfig) -> float:
+    """The longest one call can take with all its attempts and the waits between them."""
+    return aws.call_timeout * aws.max_attempts + MAX_RETRY_WAIT * (aws.max_attempts - 1)
+
+
 DESCRIBE_SERVICE_DEPLOYMENTS_BATCH = 20
 
 
@@ -246,7 +255,7 @@ class EcsClient:
 
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(_Retryable),
-            wait=wait_random_exponential(multiplier=0.25, max=20.0),
+            wait=wait_random_exponential(multiplier=0.25, max=MAX_RETRY_WAIT),
             stop=stop_after_attempt(self._aws.max_attempts),
             reraise=True,
         )

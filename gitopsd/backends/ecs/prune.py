@@ -47,7 +47,7 @@ from gitopsd.backends.ecs.client import EcsClient
 from gitopsd.backends.ecs.ownership import APP_TAG, owner_of
 from gitopsd.backends.ecs.planner import td_family, td_label
 from gitopsd.config import AppConfig
-from gitopsd.errors import ApplyError, PlanError, leaf_error
+from gitopsd.errors import ApplyError, BackendUnavailable, PlanError, leaf_error
 from gitopsd.model import Resource
 from gitopsd.state import JsonRecord
 
@@ -291,7 +291,7 @@ async def _prune(
         if scope.cancelled_caught:
             if journal is not None:
                 journal.unsure(item.key, f"{op} got no answer within {grace:g}s")
-            error = TimeoutError(f"{op} got no answer within {grace:g}s")
+            error = BackendUnavailable(f"{op} got no answer within {grace:g}s", maybe_applied=True)
         if error is not None or done is None:
             error = error or RuntimeError(f"{op} gave no answer")
             written = ApplyResult(app=app.name, applied=tuple(_merge(applied)))
