@@ -212,6 +212,15 @@ def local_commits(repo: Repo) -> list[ObjectID]:
     return list(commits)
 
 
+def dangling_refs(repo: Repo) -> list[str]:
+    """Refs (not HEAD) whose object is missing from the store: objects were lost."""
+    return [
+        name.decode("utf-8", "replace")
+        for name, sha in repo.refs.as_dict().items()
+        if name != b"HEAD" and sha not in repo.object_store
+    ]
+
+
 def peel_to_commit(repo: Repo, sha: ObjectID) -> ObjectID | None:
     """The commit a ref value points at (through annotated tags), or None if it is not a commit."""
     _unpeeled, peeled = repo.object_store.peel(sha)

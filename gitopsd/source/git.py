@@ -435,6 +435,11 @@ class GitSource:
         with cache.damage_is_rebuild(repo):
             # Read every ref and its commit before any network traffic, so a damaged
             # cache shows here rather than as an odd failure in the middle of a fetch.
+            missing = cache.dangling_refs(repo)
+            if missing:  # objects were lost (a pack deleted or truncated away): rebuild
+                raise cache.CacheDamaged(
+                    "refs point at objects the cache does not hold: " + ", ".join(missing[:5])
+                )
             repo.haves = cache.local_commits(repo)
             if cfg.commit:
                 known = self._find_commit(repo, cfg.commit)
