@@ -243,9 +243,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return anyio.run(run_agent, args.config, [notifier])
 
 
-def _socket(args: argparse.Namespace) -> Path:
+def _socket(args: argparse.Namespace) -> Path | str:
+    """The running agent: ``--agent URL`` / ``$GITOPSD_AGENT_URL``, else its control socket."""
     from gitopsd.daemon import control_socket
 
+    remote = getattr(args, "agent", None) or os.environ.get("GITOPSD_AGENT_URL")
+    if remote:
+        return str(remote)
     return control_socket(load_config(args.config))
 
 
@@ -413,6 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--log-level", default=os.environ.get("GITOPSD_LOG_LEVEL", "warning"))
     common.add_argument("--log-format", choices=["auto", "console", "json"], default="auto")
     common.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    common.add_argument(
+        "--agent",
+        metavar="URL",
+        help="a remote agent (started with [http].control_token_env; token from "
+        "$GITOPSD_AGENT_TOKEN) instead of the local control socket",
+    )
 
     with_dir = argparse.ArgumentParser(add_help=False)
     with_dir.add_argument(

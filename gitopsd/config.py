@@ -323,6 +323,16 @@ class HttpConfig(_Strict):
     #: The largest webhook body accepted.
     max_body: Size = 1024 * 1024
     webhooks: list[WebhookConfig] = []
+    #: A bearer token that also allows the write actions (``POST /api/v1/control``) on the
+    #: HTTP address, for a remote CLI; unset, they are only on the control socket.
+    control_token_env: str | None = None
+    control_token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_token(self) -> HttpConfig:
+        if self.control_token_env and self.control_token_file:
+            raise ValueError("set control_token_env or control_token_file, not both")
+        return self
 
     @field_validator("address")
     @classmethod

@@ -1,4 +1,4 @@
-"""The client the CLI uses to reach a running agent over its control socket.
+"""The client the CLI uses to reach a running agent over its control socket (or remotely).
 
 ``gitopsd run`` listens on a unix socket only its user can open (see
 ``gitopsd.http``); commands that read the agent's status or ask it to act
@@ -6,11 +6,16 @@
 themselves, so one process stays the single writer. An agent that is not
 running is reported as :class:`AgentUnreachable` with what to do; a request
 the agent refuses comes back as the agent's :class:`ControlError`.
+
+An agent on another host is reached by URL (``http(s)://host:port``) when it was
+started with ``[http].control_token_env``: the token goes as a bearer token, from
+``$GITOPSD_AGENT_TOKEN``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +33,13 @@ class AgentUnreachable(GitopsdError):
     """No agent answers on the control socket (none running, or it did not answer in time)."""
 
 
-async def get_status(socket: Path, timeout: float = 5.0) -> list[dict[str, Any]]:
+#: Where a remote agent's bearer token is read from.
+TOKEN_ENV = "GITOPSD_AGENT_TOKEN"
+
+Agent = Path | str  # the control socket, or an http(s) URL
+
+
+async def get_status(socket: Agent, timeout: float = 5.0) -> list[dict[str, Any]]:
     """The running agent's status, one dict per app (``GET /api/v1/apps``)."""
     answer = await _request(socket, "GET", "/api/v1/apps", None, timeout)
     apps = answer.get("apps")
@@ -38,7 +49,7 @@ async def get_status(socket: Path, timeout: float = 5.0) -> list[dict[str, Any]]
 
 
 async def send_control(
-    socket: Path, request: Mapping[str, Any], timeout: float = 30.0
+    socket: Agent, request: Mapping[str, Any], timeout: float = 30.0
 ) -> dict[str, Any]:
     """Ask the running agent to act (``POST /api/v1/control``); its answer.
 
@@ -48,18 +59,30 @@ async def send_control(
 
 
 async def _request(
-    socket: Path, method: str, path: str, body: dict[str, Any] | None, timeout: float
+    socket: Agent, method: str, path: str, body: dict[str, Any] | None, timeout: float
 ) -> dict[str, Any]:
+    remote = isinstance(socket, str)
     not_running = AgentUnreachable(
-        f"no gitopsd agent is running (no control socket at {socket}); start `gitopsd run`"
+        f"no gitopsd agent answers at {socket}"
+        if remote
+        else f"no gitopsd agent is running (no control socket at {socket}); start `gitopsd run`"
     )
-    connector = aiohttp.UnixConnector(path=str(socket))
+    headers = {}
+    if remote:
+        token = os.environ.get(TOKEN_ENV, "")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        connector: aiohttp.BaseConnector = aiohttp.TCPConnector()
+        url = str(socket).rstrip("/") + path
+    else:
+        connector = aiohttp.UnixConnector(path=str(socket))
+        url = _BASE + path
     try:
         async with (
             aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
             ) as session,
-            session.request(method, _BASE + path, json=body) as response,
+            session.request(method, url, json=body, headers=headers) as response,
         ):
             status = response.status
             text = await response.text(errors="replace")

@@ -149,6 +149,30 @@ def _load_webhooks(config: HttpConfig) -> list[_Hook]:
     return out
 
 
+def _load_control_token(config: HttpConfig) -> bytes | None:
+    """The bearer token for remote write actions, or None when none is configured."""
+    if config.control_token_env:
+        value = os.environ.get(config.control_token_env)
+        if not value:
+            raise ConfigError(
+                f"http.control_token_env: the environment variable {config.control_token_env} "
+                "is not set or empty"
+            )
+        return _strip_newline(os.fsencode(value))
+    if config.control_token_file is not None:
+        try:
+            token = _strip_newline(config.control_token_file.read_bytes())
+        except OSError as exc:
+            raise ConfigError(
+                f"http.control_token_file: cannot read {config.control_token_file}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        if not token:
+            raise ConfigError(f"http.control_token_file: {config.control_token_file} is empty")
+        return token
+    return None
+
+
 def _strip_newline(value: bytes) -> bytes:
     if value.endswith(b"\r\n"):
         return value[:-2]
@@ -170,13 +194,14 @@ async def serve_http(
     the socket file is removed.
     """
     hooks = _load_webhooks(config)
+    token = _load_control_token(config)
     runners: list[web.AppRunner] = []
     owned: tuple[Path, int, int] | None = None
     try:
         url = None
         if config.address:
             runner = web.AppRunner(
-                _tcp_app(config, view, hooks),
+                _tcp_app(config, view, hooks, token),
                 access_log=None,
                 shutdown_timeout=SHUTDOWN_TIMEOUT,
             )
@@ -347,7 +372,9 @@ def _apps_handler(view: AgentView) -> _Handler:
     return apps
 
 
-def _tcp_app(config: HttpConfig, view: AgentView, hooks: list[_Hook]) -> web.Application:
+def _tcp_app(
+    config: HttpConfig, view: AgentView, hooks: list[_Hook], token: bytes | None = None
+) -> web.Application:
     async def healthz(request: web.Request) -> web.StreamResponse:
         return _probe(view.health())
 
@@ -365,10 +392,29 @@ def _tcp_app(config: HttpConfig, view: AgentView, hooks: list[_Hook]) -> web.App
     app.router.add_get("/api/v1/apps", _apps_handler(view))
     for hook in hooks:
         app.router.add_post(hook.config.path, _webhook_handler(hook, view, config.max_body))
+    if token is not None:
+        control = _control_handler(view)
+        wanted = b"Bearer " + token
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            given = request.headers.get("Authorization", "").encode("utf-8", "replace")
+            if not hmac.compare_digest(given, wanted):
+                log.info("control request refused", status=401, remote=request.remote)
+                return _error(401, "a valid 'Authorization: Bearer <token>' header is required")
+            return await control(request)
+
+        app.router.add_post("/api/v1/control", guarded)
     return app
 
 
 def _control_app(view: AgentView) -> web.Application:
+    app = web.Application(middlewares=[_json_errors])
+    app.router.add_get("/api/v1/apps", _apps_handler(view))
+    app.router.add_post("/api/v1/control", _control_handler(view))
+    return app
+
+
+def _control_handler(view: AgentView) -> _Handler:
     async def control(request: web.Request) -> web.StreamResponse:
         raw = await request.read()  # bounded by the application's client_max_size
         try:
@@ -384,10 +430,7 @@ def _control_app(view: AgentView) -> web.Application:
             return _error(exc.status, exc.message)
         return web.json_response(result)
 
-    app = web.Application(middlewares=[_json_errors])
-    app.router.add_get("/api/v1/apps", _apps_handler(view))
-    app.router.add_post("/api/v1/control", control)
-    return app
+    return control
 
 
 # --- webhooks -----------------------------------------------------------------------

@@ -487,3 +487,43 @@ async def test_shutdown_leaves_a_newer_agents_socket(secrets: Path, tmp_path: Pa
             newer.bind(str(sock))
             inode = os.stat(sock).st_ino
     assert os.stat(sock).st_ino == inode
+
+
+# --- remote control with a bearer token ------------------------------------------------
+
+
+async def test_without_a_token_write_actions_are_not_on_the_http_port(secrets: Path) -> None:
+    view = FakeView()
+    async with serving(http_config(secrets), view) as endpoints:
+        assert endpoints.url is not None
+        status, _, _ = await call("POST", endpoints.url + "/api/v1/control", data=b"{}")
+    assert status in (404, 405)
+    assert view.controls == []
+
+
+async def test_a_bearer_token_allows_remote_control_and_a_wrong_one_is_refused(
+    secrets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gitopsd.control import TOKEN_ENV, send_control
+
+    monkeypatch.setenv("TEST_CONTROL_TOKEN", "t0ken")
+    view = FakeView()
+    config = http_config(secrets, control_token_env="TEST_CONTROL_TOKEN")
+    async with serving(config, view) as endpoints:
+        assert endpoints.url is not None
+        url = endpoints.url + "/api/v1/control"
+        for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "t0ken"}):
+            status, body, _ = await call("POST", url, data=b"{}", headers=headers)
+            assert status == 401, headers
+            assert "Bearer" in body["error"]
+        assert view.controls == []
+        monkeypatch.setenv(TOKEN_ENV, "t0ken")
+        answer = await send_control(endpoints.url, {"action": "reconcile", "app": "web"})
+    assert answer == {"done": True}
+    assert view.controls == [{"action": "reconcile", "app": "web"}]
+
+
+async def test_a_missing_control_token_is_a_clear_error(secrets: Path) -> None:
+    config = http_config(secrets, control_token_env="TEST_NO_SUCH_TOKEN")
+    error = await start_error(config, FakeView())
+    assert "http.control_token_env" in str(error)
