@@ -357,6 +357,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 async def _rollback(cfg: Config, app: AppConfig, args: argparse.Namespace) -> tuple[str, list[Any]]:
     from gitopsd.backends.ecs.backend import roll_back_to
+    from gitopsd.control import AgentUnreachable, send_control
 
     sources = SourceSet(cfg, offline=args.offline)
     paint = Painter(sys.stdout, args.color)
@@ -375,6 +376,8 @@ async def _rollback(cfg: Config, app: AppConfig, args: argparse.Namespace) -> tu
         cfg.aws, state, poll_interval=cfg.daemon.rollout_poll_interval, progress=progress
     ) as backend:
         commit, targets = await backend.rollback_targets(app, services, args.to)
+        with contextlib.suppress(AgentUnreachable):  # a running agent stops applying it first
+            await send_control(_socket(args), {"action": "suspend", "app": app.name})
         lock = state.lock(app.name)
         await lock.acquire(cfg.daemon.lock_timeout)
         try:
@@ -387,12 +390,8 @@ async def _rollback(cfg: Config, app: AppConfig, args: argparse.Namespace) -> tu
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from gitopsd.control import AgentUnreachable, send_control
-
     cfg = _load(args)
     app = cfg.app(args.app)
-    with contextlib.suppress(AgentUnreachable):  # a running agent must stop applying it first
-        anyio.run(send_control, _socket(args), {"action": "suspend", "app": app.name})
     _, statuses = anyio.run(_rollback, cfg, app, args)
     paint = Painter(sys.stdout, args.color)
     for r in statuses:

@@ -41,6 +41,7 @@ from gitopsd.engine.reconcile import Mode, Notifier, Reconciler
 from gitopsd.engine.schedule import Next, Scheduler, backoff
 from gitopsd.engine.sources import SourceSet
 from gitopsd.engine.status import FALSE, TRUE, UNKNOWN, AppStatus
+from gitopsd.errors import TemporaryError
 from gitopsd.model import Resource, Revision
 from gitopsd.state import JsonRecord, StateDir
 
@@ -179,6 +180,7 @@ class Agent:
     async def _poll(self, name: str) -> None:
         """Fetch ``name`` every interval or when triggered; wake its apps on a new commit."""
         last: str | None = None
+        failing = False
         while not self._stopping:
             try:
                 revision: Revision | None = await self.sources.refresh(name)
@@ -188,7 +190,9 @@ class Agent:
             first = name not in self._fetched
             self._fetched.add(name)
             commit = revision.commit if revision is not None else None
-            if first or (commit is not None and commit != last):
+            recovered = failing and revision is not None
+            failing = revision is None
+            if first or recovered or (commit is not None and commit != last):
                 if commit is not None:
                     last = commit
                 for app in self.config.apps:
@@ -206,12 +210,16 @@ class Agent:
         if (
             scope is not None
             and journal is not None
-            and journal.stage is Stage.VERIFY
+            and not journal.done
             and journal.revision is not None
             and journal.revision.commit != commit
         ):
-            log.info("agent.rollout_wait_superseded", app=app, newer=commit)
-            scope.cancel()
+            if journal.stage is Stage.APPLY:
+                # Never cancel a write: let it finish, then skip the wait for its rollout.
+                self.reconciler.superseded.add(app)
+            else:
+                log.info("agent.rollout_wait_superseded", app=app, newer=commit)
+                scope.cancel()
         self._due[app] = 0.0
         self._wake[app].set()
 
@@ -270,11 +278,17 @@ class Agent:
             self._due[name] = None  # not fetched yet: the source's first fetch wakes the app
             return
         if not isinstance(current, Revision):
-            # The source failed: a plan-only pass reports it as the app's SourceFailed.
-            await self._run(app, st, None, Mode.PLAN, forced=False)
+            # The source failed: report it as the app's SourceFailed without a pass (a pass
+            # could pick up a commit the poller is fetching right now, as a mere plan).
+            failed = Outcome(
+                app=name,
+                failed_stage=Stage.SOURCE,
+                message=str(current),
+                temporary=isinstance(current, TemporaryError),
+            )
+            await self._update(app, st, failed, Mode.SYNC, drift_check=False)
             return
         forced = name in self._force
-        self._force.discard(name)
         if st.suspended and not forced:
             st.set(
                 "Ready",
@@ -289,6 +303,7 @@ class Agent:
             st.set("Ready", FALSE, "DependencyNotReady", f"waiting for {waiting} to be Ready")
             self._due[name] = anyio.current_time() + DEPENDENCY_RECHECK
             return
+        self._force.discard(name)
         mode = self._mode(app, st, current, forced)
         if mode is None:
             self._due[name] = self.scheduler.after(
@@ -306,6 +321,7 @@ class Agent:
         if revision is not None and not forced and revision.commit != st.last_attempted:
             baseline = self._baseline.get(name)
         st.set("Reconciling", TRUE, "Progressing", f"{mode} pass")
+        self.reconciler.superseded.discard(name)
         with anyio.CancelScope() as scope:
             self._scopes[name] = scope
             try:
@@ -330,7 +346,7 @@ class Agent:
         name = app.name
         now = anyio.current_time()
         commit = outcome.revision.commit if outcome.revision else ""
-        if commit:
+        if commit and (mode is Mode.SYNC or commit == st.last_attempted):
             st.last_attempted, st.last_attempted_at = commit, time.time()
         changeset = outcome.changeset
         unsettled = changeset.unsettled if changeset is not None else ()
@@ -352,7 +368,8 @@ class Agent:
             return
         if not outcome.ok:
             self._baseline.pop(name, None)
-            if outcome.failed_stage is Stage.VERIFY and not outcome.temporary and commit:
+            verdicts = {r.state for r in outcome.rollouts}
+            if commit and not outcome.temporary and verdicts & {"FAILED", "ROLLED_BACK"}:
                 st.failed_commit = commit
                 await self._save(name)
             changed = st.set("Ready", FALSE, outcome.reason, outcome.message)
@@ -387,7 +404,7 @@ class Agent:
                 self._fights.pop(name, None)
                 st.drift = ""
             st.sync = "Synced"
-            st.failed_commit = "" if commit != st.failed_commit else st.failed_commit
+            st.failed_commit = ""  # a sync succeeded (a new commit, or --force)
             st.last_applied, st.last_applied_at = commit, time.time()
             self._baseline[name] = outcome.resources
             st.set("Ready", TRUE, outcome.reason, f"applied {commit[:12]}")

@@ -94,6 +94,9 @@ class Reconciler:
         #: Set on shutdown: passes finish their apply but do not wait for rollouts (the
         #: next start follows them: verify adopts unsettled services).
         self.stopping = False
+        #: Apps whose pass a newer commit superseded during apply: their verify is skipped
+        #: (the next pass follows the newer rollout).
+        self.superseded: set[str] = set()
         self._apps_limit = anyio.CapacityLimiter(max_parallel_apps)
 
     async def run(self, apps: Sequence[AppConfig], mode: Mode) -> list[Outcome]:
@@ -260,6 +263,8 @@ class Reconciler:
                     return outcome
                 if self.stopping:
                     return self._warn(app.name, outcome, "shutting down: rollouts not verified")
+                if app.name in self.superseded:
+                    return self._warn(app.name, outcome, "a newer commit arrived: not verified")
 
                 await slot.aclose()  # a rollout wait holds no slot
                 stage = journal.stage = Stage.VERIFY

@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack
 from typing import Self
 
 import anyio
+import structlog
 
 from gitopsd.backends.base import ApplyResult, Journal, PrunePlan, RolloutStatus
 from gitopsd.backends.ecs import history as ecs_history
@@ -25,6 +26,8 @@ from gitopsd.config import AppConfig, AwsConfig
 from gitopsd.manifests.schema import Schema
 from gitopsd.model import Action, ChangeSet, Resource, Revision
 from gitopsd.state import StateDir
+
+log = structlog.get_logger(__name__)
 
 
 class EcsBackend:
@@ -104,7 +107,10 @@ class EcsBackend:
             and rc.details.get("td_in_sync")
         }
         if steady:  # steady on what Git asks for: a good rollback target for later passes
-            await record.aupdate(**steady)
+            try:
+                await record.aupdate(**steady)
+            except OSError as exc:  # a hint for rollbacks only: never fail a sync over it
+                log.warning("state.write_failed", path=str(record.path), error=str(exc))
         return statuses
 
     async def plan_prune(self, app: AppConfig, resources: Sequence[Resource]) -> PrunePlan:
@@ -208,4 +214,5 @@ async def roll_back_to(
         poll_interval=backend.poll_interval,
         last_good=backend.state.last_good(app.name),
         progress=backend.progress,
+        roll_back=False,  # the user chose this revision: report, never undo it
     )

@@ -123,6 +123,8 @@ class RolloutWatcher:
         self._seen_ours = False
         self._ours_failed = ""
         self._last_status = ""
+        #: ECS has been seen rolling back this rollout: gitopsd must never roll back on top.
+        self.ecs_rolling_back = False
 
     @property
     def td_arn(self) -> str:
@@ -181,7 +183,7 @@ class RolloutWatcher:
         DescribeServiceDeployments, or None when the endpoint does not have it.
         """
         if not svc:
-            return Verdict("FAILED", "the service disappeared during the rollout")
+            return Verdict("REPLACED", "the service was deleted during the rollout", by_ecs=True)
         self._report(svc)
         primary = primary_deployment(svc) or {}
         ours = next((d for d in svc.get("deployments", []) if self._is_ours(d)), None)
@@ -211,6 +213,7 @@ class RolloutWatcher:
         if status == "SUCCESSFUL":
             return Verdict("COMPLETED", f"{label} rolled out")
         if status in ECS_ROLLING_BACK:
+            self.ecs_rolling_back = True
             return None  # ECS's circuit breaker or alarms are rolling back: wait for it
         if status in SD_ONGOING:
             return None
@@ -239,6 +242,7 @@ class RolloutWatcher:
                 return Verdict("COMPLETED", f"{label} rolled out")
             if state == "FAILED":
                 if _breaker_rolls_back(svc):
+                    self.ecs_rolling_back = True
                     return None  # the circuit breaker rolls back: its deployment comes next
                 return Verdict("FAILED", self._ours_failed)
             return None
@@ -258,6 +262,7 @@ class RolloutWatcher:
                 )
             if state == "FAILED":
                 return Verdict("FAILED", f"{label} failed and ECS's rollback failed too", True)
+            self.ecs_rolling_back = True
             return None  # ECS's rollback is under way
         return self._replaced(svc, primary, "")
 
@@ -352,8 +357,12 @@ async def watch_rollouts(
     poll_interval: float,
     last_good: JsonRecord,
     progress: Progress | None = None,
+    roll_back: bool = True,
 ) -> list[RolloutStatus]:
-    """Follow every target to a verdict; roll back failed ones the app's policy lets gitopsd."""
+    """Follow every target to a verdict; roll back failed ones the app's policy lets gitopsd.
+
+    ``roll_back=False`` (``gitopsd rollback`` itself) only follows and reports.
+    """
     runs = [
         _Run(RolloutWatcher(app, t, progress), _deadline(t, timeout, poll_interval))
         for t in targets
@@ -362,10 +371,19 @@ async def watch_rollouts(
     for r in runs:
         verdict = r.verdict or Verdict("TIMED_OUT", "no steady state in time")
         if verdict.state == "TIMED_OUT":
-            verdict = Verdict("TIMED_OUT", f"no steady state within {timeout:g}s (sync.timeout)")
+            if r.watcher.ecs_rolling_back:
+                verdict = Verdict(
+                    "TIMED_OUT",
+                    f"ECS's rollback did not finish within {timeout:g}s (sync.timeout)",
+                    by_ecs=True,
+                )
+            else:
+                verdict = Verdict(
+                    "TIMED_OUT", f"no steady state within {timeout:g}s (sync.timeout)"
+                )
         if verdict.state == "COMPLETED" and r.watcher.target.desired:
             await _remember(last_good, r.watcher.service, r.watcher.td_arn)
-        elif verdict.state in ("FAILED", "TIMED_OUT") and not verdict.by_ecs:
+        elif verdict.state in ("FAILED", "TIMED_OUT") and not verdict.by_ecs and roll_back:
             verdict = await _roll_back(
                 client, app, r.watcher, verdict, last_good, timeout, poll_interval
             )
@@ -428,10 +446,12 @@ async def _roll_back(
     if not good:
         return Verdict(verdict.state, message + "; no earlier revision is known to be good")
     started = time.time()
+    svc: dict[str, Any] = {}
     try:
-        svc = await client.update_service(
-            {"cluster": app.cluster, "service": watcher.service, "taskDefinition": good}
-        )
+        with anyio.CancelScope(shield=True):  # a write is never cut off half-way
+            svc = await client.update_service(
+                {"cluster": app.cluster, "service": watcher.service, "taskDefinition": good}
+            )
     except GitopsdError as exc:
         return Verdict(verdict.state, message + f"; rolling back to {td_label(good)} failed: {exc}")
     watcher.say(f"gitopsd is rolling back to {td_label(good)}")
