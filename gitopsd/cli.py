@@ -400,6 +400,16 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.ok for r in statuses) else EXIT_ERROR
 
 
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from gitopsd.plugins import PluginRegistry, format_plugins
+
+    options = load_config(args.config).plugins if Path(args.config).exists() else {}
+    registry = PluginRegistry.discover(options)
+    print(format_plugins(registry), end="")
+    registry.configure()  # a plugin refusing its options is a configuration error (exit 2)
+    return EXIT_OK
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"gitopsd {__version__}")
     return EXIT_OK
@@ -530,6 +540,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--offline", action="store_true", help="do not fetch Git")
     p.set_defaults(func=cmd_rollback, dir=None)
+
+    p = sub.add_parser(
+        "plugins", parents=[common], help="the plugins and backends found through entry points"
+    )
+    p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)

@@ -359,6 +359,9 @@ class Config(_Strict):
     daemon: DaemonConfig = DaemonConfig()
     manifests: ManifestsConfig = ManifestsConfig()
     http: HttpConfig = HttpConfig()
+    #: ``[plugins.NAME]``: ``enabled`` (default true) and the plugin's own options, which the
+    #: plugin validates (``gitopsd plugins`` lists what was found).
+    plugins: dict[str, dict[str, Any]] = {}
     sources: list[SourceConfig] = []
     apps: list[AppConfig] = []
 
