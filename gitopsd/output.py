@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from gitopsd.engine.outcome import Outcome
+from gitopsd.humanize import age
 from gitopsd.model import MISSING, Action, FieldChange, HealthState, ResourceChange
 
 _COLOURS = {"red": "31", "green": "32", "yellow": "33", "blue": "34", "bold": "1", "dim": "2"}
@@ -279,13 +280,7 @@ def status_row(o: Outcome) -> dict[str, Any]:
 
 
 def _age(since: float) -> str:
-    if not since:
-        return "-"
-    seconds = max(0.0, time.time() - since)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
+    return age(since) if since else "-"
 
 
 def format_status_table(apps: Sequence[dict[str, Any]], paint: Painter) -> str:

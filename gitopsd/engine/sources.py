@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +31,7 @@ import structlog
 
 from gitopsd.config import Config
 from gitopsd.errors import SourceRejected, SourceUnavailable
+from gitopsd.humanize import age
 from gitopsd.manifests.loader import MANIFEST_SUFFIXES
 from gitopsd.model import Revision
 from gitopsd.source import cache
@@ -158,13 +158,7 @@ def _collect(
 
 
 def _age(fetched_at: float | None) -> str:
-    if fetched_at is None:
-        return "at an unknown time"
-    seconds = max(0.0, time.time() - fetched_at)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit} ago"
-    return f"{seconds:.0f}s ago"
+    return "at an unknown time" if fetched_at is None else f"{age(fetched_at)} ago"
 
 
 class SourceSet:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -229,37 +229,61 @@ async def apply_changeset(
     }
     applied: list[Applied] = []
     for request in requests:
-        await anyio.lowlevel.checkpoint()  # a cancellation takes effect between writes
-        done: Applied | None = None
-        error: Exception | None = None
-        with anyio.CancelScope(shield=True), anyio.move_on_after(grace) as scope:
-            try:
-                done = await _send(client, app, request, td_arns)
-            except Exception as exc:
-                error = exc
-        if scope.cancelled_caught:
-            if journal is not None:
-                journal.unsure(request.key, f"{request.op} got no answer within {grace:g}s")
-            error = BackendUnavailable(
-                f"{request.op} got no answer within {grace:g}s", maybe_applied=True
-            )
-        if error is not None:
-            partial = ApplyResult(app=app.name, applied=tuple(applied))
-            maybe = " (it may have been made: the next sync checks)" if _unsure(error) else ""
-            raise ApplyError(
-                f"{_where(request.key, request.origin)}: {error}{maybe}",
-                cause=error,
-                partial=partial,
-            ) from error
-        if done is not None:
-            applied.append(done)
-            if journal is not None:
-                journal.wrote(done)
+
+        async def send(request: Request = request) -> Applied | None:
+            return await _send(client, app, request, td_arns)
+
+        await write_once(
+            send,
+            key=request.key,
+            op=request.op,
+            where=_where(request.key, request.origin),
+            grace=grace,
+            journal=journal,
+            written=lambda: ApplyResult(app=app.name, applied=tuple(applied)),
+            done=applied,
+        )
     return ApplyResult(app=app.name, applied=tuple(_merge(applied)))
 
 
-def _unsure(error: BaseException) -> bool:
-    return bool(getattr(error, "maybe_applied", False)) or isinstance(error, TimeoutError)
+async def write_once(
+    send: Callable[[], Awaitable[Applied | None]],
+    *,
+    key: str,
+    op: str,
+    where: str,
+    grace: float,
+    journal: Journal | None,
+    written: Callable[[], ApplyResult],
+    done: list[Applied],
+) -> None:
+    """One write, finished even if the caller is cancelled meanwhile (within ``grace``).
+
+    What it made is appended to ``done`` and told to ``journal``; a write unanswered
+    within ``grace`` is reported as unsure. A failure raises :class:`ApplyError`
+    carrying ``written()``, what was written before it. A cancellation takes effect
+    between writes, never during one.
+    """
+    await anyio.lowlevel.checkpoint()
+    made: Applied | None = None
+    error: Exception | None = None
+    with anyio.CancelScope(shield=True), anyio.move_on_after(grace) as scope:
+        try:
+            made = await send()
+        except Exception as exc:
+            error = exc
+    if scope.cancelled_caught:
+        if journal is not None:
+            journal.unsure(key, f"{op} got no answer within {grace:g}s")
+        error = BackendUnavailable(f"{op} got no answer within {grace:g}s", maybe_applied=True)
+    if error is not None:
+        unsure = getattr(error, "maybe_applied", False)
+        maybe = " (it may have been made: the next sync checks)" if unsure else ""
+        raise ApplyError(f"{where}: {error}{maybe}", cause=error, partial=written()) from error
+    if made is not None:
+        done.append(made)
+        if journal is not None:
+            journal.wrote(made)
 
 
 def _identical_revision(client: EcsClient, body: Mapping[str, Any], app: AppConfig) -> Any:

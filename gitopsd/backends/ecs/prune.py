@@ -43,11 +43,12 @@ import anyio.lowlevel
 import structlog
 
 from gitopsd.backends.base import Applied, ApplyResult, Journal, PruneItem, PrunePlan
+from gitopsd.backends.ecs.applier import write_once
 from gitopsd.backends.ecs.client import EcsClient
 from gitopsd.backends.ecs.ownership import APP_TAG, owner_of
 from gitopsd.backends.ecs.planner import td_family, td_label
 from gitopsd.config import AppConfig
-from gitopsd.errors import ApplyError, BackendUnavailable, PlanError, leaf_error
+from gitopsd.errors import PlanError, leaf_error
 from gitopsd.model import Resource
 from gitopsd.state import JsonRecord
 
@@ -280,26 +281,16 @@ async def _prune(
     applied: list[Applied] = []
 
     async def write(item: PruneItem, op: str, send: Callable[[], Awaitable[Applied]]) -> None:
-        await anyio.lowlevel.checkpoint()  # a cancellation takes effect between writes
-        done: Applied | None = None
-        error: Exception | None = None
-        with anyio.CancelScope(shield=True), anyio.move_on_after(grace) as scope:
-            try:
-                done = await send()
-            except Exception as exc:
-                error = exc
-        if scope.cancelled_caught:
-            if journal is not None:
-                journal.unsure(item.key, f"{op} got no answer within {grace:g}s")
-            error = BackendUnavailable(f"{op} got no answer within {grace:g}s", maybe_applied=True)
-        if error is not None or done is None:
-            error = error or RuntimeError(f"{op} gave no answer")
-            written = ApplyResult(app=app.name, applied=tuple(_merge(applied)))
-            maybe = " (it may have been made: the next sync checks)" if _unsure(error) else ""
-            raise ApplyError(f"{item.key}: {error}{maybe}", cause=error, partial=written) from error
-        applied.append(done)
-        if journal is not None:
-            journal.wrote(done)
+        await write_once(
+            send,
+            key=item.key,
+            op=op,
+            where=item.key,
+            grace=grace,
+            journal=journal,
+            written=lambda: ApplyResult(app=app.name, applied=tuple(_merge(applied))),
+            done=applied,
+        )
 
     spared: dict[str, str] = {}  # family:revision -> the skipped service that runs it
     for item in plan.items:
@@ -393,10 +384,6 @@ async def _forget(record: JsonRecord, services: set[str]) -> None:
         await anyio.to_thread.run_sync(drop)
     except OSError as exc:
         log.warning("state.write_failed", path=str(record.path), error=str(exc))
-
-
-def _unsure(error: BaseException) -> bool:
-    return bool(getattr(error, "maybe_applied", False)) or isinstance(error, TimeoutError)
 
 
 def _merge(applied: list[Applied]) -> list[Applied]:
