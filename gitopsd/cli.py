@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -33,15 +32,20 @@ from gitopsd.engine.sources import SourceSet
 from gitopsd.errors import ConfigError, GitopsdError
 from gitopsd.output import (
     Painter,
+    dump_json,
     format_history,
     format_outcomes,
     format_plan,
     format_status_table,
+    redacted_stdio,
     status_row,
     write_json,
 )
+from gitopsd.plugins import event_bus
 from gitopsd.state import JsonRecord, StateDir
 from gitopsd.telemetry.logs import configure_logging
+from gitopsd.telemetry.setup import current as current_telemetry
+from gitopsd.telemetry.setup import setup_telemetry
 
 EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -89,23 +93,6 @@ def _default_config() -> str:
     return os.environ.get("GITOPSD_CONFIG", "gitopsd.toml")
 
 
-class ConsoleNotifier:
-    """Prints an alert line for every failed or rolled-back sync (stderr)."""
-
-    def __init__(self, paint: Painter) -> None:
-        self.paint = paint
-
-    def notify(self, outcome: Outcome) -> None:
-        if outcome.ok and not outcome.rolled_back:
-            return
-        text = f"ALERT app {outcome.app}: {outcome.reason}: {outcome.message or ''}".rstrip(": ")
-        if outcome.ok:
-            text += ": " + "; ".join(
-                r.message for r in outcome.rollouts if r.state == "ROLLED_BACK"
-            )
-        print(self.paint(text, "red"), file=sys.stderr, flush=True)
-
-
 def _select(cfg: Config, names: Sequence[str]) -> list[AppConfig]:
     return [cfg.app(n) for n in names] if names else list(cfg.apps)
 
@@ -125,18 +112,23 @@ async def _run_pass(
 
     caught: list[int] = []
     outcomes: list[Outcome] = []
+    # Alerts only come from syncs; a diff needs no plugins (nor their configuration).
+    bus = event_bus(cfg.plugins) if mode is Mode.SYNC else None
     try:
-        async with EcsBackend(
-            cfg.aws,
-            StateDir(cfg.daemon.state_dir),
-            poll_interval=cfg.daemon.rollout_poll_interval,
-            progress=progress if text else None,
-        ) as backend:
+        async with (
+            bus.running() if bus is not None else contextlib.nullcontext(),
+            EcsBackend(
+                cfg.aws,
+                StateDir(cfg.daemon.state_dir),
+                poll_interval=cfg.daemon.rollout_poll_interval,
+                progress=progress if text else None,
+            ) as backend,
+        ):
             reconciler = Reconciler(
                 cfg,
                 backend,
                 sources,
-                notifiers=[ConsoleNotifier(Painter(sys.stderr, args.color))],
+                events=bus,
                 wait=False if getattr(args, "no_wait", False) else None,
                 listener=ConsoleListener(paint) if text and mode is Mode.SYNC else None,
                 confirm_prune=getattr(args, "confirm_prune", False),
@@ -148,6 +140,9 @@ async def _run_pass(
                     tg.cancel_scope.cancel()
     finally:
         sources.close()
+        telemetry = current_telemetry()
+        if telemetry is not None:
+            telemetry.flush()
     if caught:
         raise Interrupted(caught[0], reconciler.journal, [a.name for a in apps])
     return outcomes
@@ -166,7 +161,20 @@ async def _watch_signals(scope: anyio.CancelScope, caught: list[int]) -> None:
 def _load(args: argparse.Namespace) -> Config:
     if getattr(args, "dir", None):
         args.dir = Path(args.dir).resolve()
-    return load_config(args.config)
+    cfg = load_config(args.config)
+    _observe(cfg, args)
+    return cfg
+
+
+def _observe(cfg: Config, args: argparse.Namespace) -> None:
+    """Logs as ``[log]`` says (the command line wins), and the OpenTelemetry SDK."""
+    if args.log_level is None and args.log_format is None and (cfg.log.level or cfg.log.format):
+        configure_logging(cfg.log.level or "warning", cfg.log.format or "auto")
+    elif args.log_level is None and cfg.log.level:
+        configure_logging(cfg.log.level, args.log_format or "auto")
+    elif args.log_format is None and cfg.log.format:
+        configure_logging(args.log_level or "warning", cfg.log.format)
+    setup_telemetry(cfg.telemetry, version=__version__)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -238,9 +246,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from gitopsd.daemon import run_agent
 
-    load_config(args.config)  # a bad configuration is reported before anything starts
-    notifier = ConsoleNotifier(Painter(sys.stderr, args.color))
-    return anyio.run(run_agent, args.config, [notifier])
+    _observe(load_config(args.config), args)  # a bad configuration stops it here
+    return anyio.run(run_agent, args.config)
 
 
 def _socket(args: argparse.Namespace) -> Path | str:
@@ -260,12 +267,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         apps = anyio.run(get_status, _socket(args))
     except AgentUnreachable as exc:
         if args.output == "json":
-            print(json.dumps({"error": str(exc)}))
+            print(dump_json({"error": str(exc)}, indent=None))
         else:
             print(f"{exc}; reading live state instead (read-only):", file=sys.stderr)
         return _status_from_aws(args)
     if args.output == "json":
-        print(json.dumps({"apps": apps}, indent=2, default=str))
+        print(dump_json({"apps": apps}))
         return EXIT_OK
     print(format_status_table(apps, Painter(sys.stdout, args.color)))
     return EXIT_OK
@@ -279,7 +286,7 @@ def _status_from_aws(args: argparse.Namespace) -> int:
     outcomes = anyio.run(_run_pass, cfg, args, Mode.PLAN, paint)
     rows = [status_row(o) for o in outcomes]
     if args.output == "json":
-        print(json.dumps({"apps": rows, "agent": False}, indent=2, default=str))
+        print(dump_json({"apps": rows, "agent": False}))
     else:
         print(format_status_table(rows, paint))
     return EXIT_OK if all(o.ok for o in outcomes) else EXIT_ERROR
@@ -289,7 +296,7 @@ def _control(args: argparse.Namespace, request: dict[str, object]) -> int:
     from gitopsd.control import send_control
 
     answer = anyio.run(send_control, _socket(args), request)
-    print(json.dumps(answer, indent=2, default=str))
+    print(dump_json(answer))
     return EXIT_OK
 
 
@@ -348,7 +355,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     app = cfg.app(args.app)
     rows = anyio.run(_history, cfg, app, args)
     if args.output == "json":
-        print(json.dumps({"app": app.name, "history": rows}, indent=2, default=str))
+        print(dump_json({"app": app.name, "history": rows}))
         return EXIT_OK
     paint = Painter(sys.stdout, args.color)
     print(format_history(rows, paint))
@@ -423,8 +430,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=_default_config(),
         help="the TOML configuration (default: $GITOPSD_CONFIG or ./gitopsd.toml)",
     )
-    common.add_argument("--log-level", default=os.environ.get("GITOPSD_LOG_LEVEL", "warning"))
-    common.add_argument("--log-format", choices=["auto", "console", "json"], default="auto")
+    common.add_argument(
+        "--log-level",
+        default=os.environ.get("GITOPSD_LOG_LEVEL"),
+        help="debug, info, warning, error (default: $GITOPSD_LOG_LEVEL, [log].level, warning)",
+    )
+    common.add_argument(
+        "--log-format",
+        choices=["auto", "console", "json"],
+        default=None,
+        help="default: [log].format, else console on a terminal and JSON otherwise",
+    )
     common.add_argument("--color", choices=["auto", "always", "never"], default="auto")
     common.add_argument(
         "--agent",
@@ -560,20 +576,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         configure_logging(
-            getattr(args, "log_level", "warning"), getattr(args, "log_format", "auto")
+            getattr(args, "log_level", None) or "warning",
+            getattr(args, "log_format", None) or "auto",
         )
     except ValueError as exc:
         parser.error(str(exc))
-    try:
-        code: int = args.func(args)
-    except (ConfigError, GitopsdError) as exc:
-        print(f"gitopsd: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except Interrupted as stop:
-        print(f"gitopsd: interrupted by {signal.Signals(stop.signum).name}", file=sys.stderr)
-        return stop.code
-    except KeyboardInterrupt:
-        return 130
+    with redacted_stdio():  # no secret in anything a command prints (gitopsd.redact)
+        try:
+            code: int = args.func(args)
+        except (ConfigError, GitopsdError) as exc:
+            print(f"gitopsd: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        except Interrupted as stop:
+            print(f"gitopsd: interrupted by {signal.Signals(stop.signum).name}", file=sys.stderr)
+            return stop.code
+        except KeyboardInterrupt:
+            return 130
     return code
 
 

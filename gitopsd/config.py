@@ -83,6 +83,17 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 #: The default cap on the size of one manifest file: 1 MiB.
 DEFAULT_MAX_FILE_SIZE = 1024 * 1024
 
+#: ``[manifests].secret_env_names`` by default: container environment variable names
+#: (shell patterns, case-insensitive) whose values are secret.
+DEFAULT_SECRET_ENV_NAMES: tuple[str, ...] = (
+    "*PASSWORD*",
+    "*SECRET*",
+    "*TOKEN*",
+    "*_KEY",
+    "*APIKEY*",
+    "*CREDENTIAL*",
+)
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?\s*$", re.IGNORECASE)
 #: Binary units are powers of 1024 (KiB, MiB, GiB), decimal ones powers of 1000 (kB, MB, GB).
 _SIZE_UNITS = {
@@ -254,6 +265,11 @@ class AppConfig(_Strict):
     interval: Duration | None = None
     #: Apps that must be Ready at their current revision before this one is applied.
     depends_on: list[str] = []
+    #: Names in ``vars`` whose values are secret: masked in every output (see "Secrets"
+    #: in docs/config.md).
+    secret_vars: list[str] = []
+    #: ``{NAME = "ENV_VAR"}``: vars read from the environment at render time; always secret.
+    vars_from_env: dict[str, str] = {}
 
     @field_validator("path")
     @classmethod
@@ -350,6 +366,45 @@ class ManifestsConfig(_Strict):
 
     #: The largest manifest file read, in bytes; a larger file is refused before parsing.
     max_file_size: Size = DEFAULT_MAX_FILE_SIZE
+    #: Shell patterns (case-insensitive) of container environment variable names whose
+    #: values are secret: masked in every output.
+    secret_env_names: list[Annotated[str, Field(min_length=1)]] = list(DEFAULT_SECRET_ENV_NAMES)
+
+
+class TelemetryConfig(_Strict):
+    """OpenTelemetry traces and metrics, and logs. The standard ``OTEL_*`` variables
+    (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_SERVICE_NAME``, ``OTEL_TRACES_EXPORTER``,
+    ``OTEL_TRACES_SAMPLER``...) override these, as in every OpenTelemetry SDK."""
+
+    service_name: str = "gitopsd"
+    #: Where traces go: ``otlp`` (OTLP over HTTP, protobuf), ``console`` (stderr, for
+    #: debugging), none when empty. Default: ``otlp`` when an endpoint is set.
+    traces_exporter: list[Literal["otlp", "console"]] | None = None
+    #: Where metrics go besides the agent's ``/metrics`` (Prometheus text, always on).
+    metrics_exporter: list[Literal["otlp", "console"]] | None = None
+    #: The OTLP/HTTP base URL, e.g. ``http://collector:4318`` (``/v1/traces`` and
+    #: ``/v1/metrics`` are appended).
+    endpoint: str | None = None
+    #: Environment variable holding OTLP headers (``key=value,key2=value2``), e.g. an API key.
+    headers_env: str | None = None
+    #: How often metrics are pushed over OTLP.
+    metric_export_interval: Duration = 60.0
+    #: The share of passes traced (1.0: all); ``OTEL_TRACES_SAMPLER`` overrides.
+    sample_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL (e.g. 'http://127.0.0.1:4318')")
+        return value
+
+
+class LogConfig(_Strict):
+    """Logs (stderr): the command line's ``--log-level`` / ``--log-format`` win."""
+
+    level: Literal["debug", "info", "warning", "error"] | None = None
+    format: Literal["auto", "console", "json"] | None = None
 
 
 class Config(_Strict):
@@ -359,6 +414,8 @@ class Config(_Strict):
     daemon: DaemonConfig = DaemonConfig()
     manifests: ManifestsConfig = ManifestsConfig()
     http: HttpConfig = HttpConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
+    log: LogConfig = LogConfig()
     #: ``[plugins.NAME]``: ``enabled`` (default true) and the plugin's own options, which the
     #: plugin validates (``gitopsd plugins`` lists what was found).
     plugins: dict[str, dict[str, Any]] = {}
@@ -384,6 +441,7 @@ class Config(_Strict):
                     f"apps[{i}].source: no source named {a.source!r} (sources: {known})"
                 )
         problems += _dependency_problems(self.apps)
+        problems += _secret_var_problems(self.apps)
         for i, hook in enumerate(self.http.webhooks):
             for j, name in enumerate(hook.sources):
                 if name not in seen:
@@ -437,6 +495,38 @@ def _dependency_problems(apps: list[AppConfig]) -> list[str]:
                     f"apps[{names[cycle[0]]}].depends_on: dependency cycle " + " -> ".join(cycle)
                 )
                 break
+    return problems
+
+
+#: What ``${NAME}`` accepts as a variable name (see gitopsd.manifests.substitute).
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"^[^=\0]+$")
+
+
+def _secret_var_problems(apps: list[AppConfig]) -> list[str]:
+    """``apps[].secret_vars`` naming no var, and bad or clashing ``apps[].vars_from_env``."""
+    problems = []
+    for i, a in enumerate(apps):
+        for j, name in enumerate(a.secret_vars):
+            if name not in a.vars and name not in a.vars_from_env:
+                known = ", ".join(sorted(a.vars)) or "none"
+                problems.append(
+                    f"apps[{i}].secret_vars[{j}]: no var named {name!r} in apps[{i}].vars "
+                    f"(vars: {known})"
+                )
+        for name, var in a.vars_from_env.items():
+            key = f"apps[{i}].vars_from_env.{name}"
+            if not _VAR_NAME.match(name):
+                problems.append(
+                    f"{key}: {name!r} cannot be used as ${{{name}}}: names are letters, "
+                    "digits and '_', not starting with a digit"
+                )
+            if name in a.vars:
+                problems.append(
+                    f"{key}: {name!r} is also set in apps[{i}].vars; define it in one place"
+                )
+            if not _ENV_NAME.match(var):
+                problems.append(f"{key}: {describe_value(var)} is not an environment variable name")
     return problems
 
 

@@ -14,7 +14,7 @@ the running one goes on.
 from __future__ import annotations
 
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,14 +22,16 @@ from typing import Any
 import anyio
 import structlog
 
+from gitopsd import __version__
 from gitopsd.backends.ecs.backend import EcsBackend
 from gitopsd.config import Config, load_config
 from gitopsd.engine.agent import Agent, ControlRefused
-from gitopsd.engine.reconcile import Notifier
 from gitopsd.engine.sources import SourceSet
 from gitopsd.errors import ConfigError
 from gitopsd.http import ControlError, serve_http
+from gitopsd.plugins import EventBus, event_bus
 from gitopsd.state import StateDir
+from gitopsd.telemetry.setup import Telemetry, setup_telemetry
 
 log = structlog.get_logger(__name__)
 
@@ -41,8 +43,9 @@ def control_socket(config: Config) -> Path:
 class AgentView:
     """The agent as the HTTP server sees it (write actions only on the control socket)."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: Agent, telemetry: Telemetry) -> None:
         self.agent = agent
+        self.telemetry = telemetry
 
     def health(self) -> tuple[bool, str]:
         return self.agent.health()
@@ -54,7 +57,7 @@ class AgentView:
         return self.agent.status()
 
     def metrics_text(self) -> str:
-        return self.agent.metrics_text()
+        return self.telemetry.prometheus_text()
 
     def trigger(self, sources: Sequence[str], reason: str) -> list[str]:
         return self.agent.trigger(sources, reason)
@@ -66,53 +69,75 @@ class AgentView:
             raise ControlError(str(exc), exc.status) from None
 
 
-async def run_agent(config_path: str, notifiers: Sequence[Notifier] = ()) -> int:
+async def run_agent(config_path: str) -> int:
     """Serve until SIGTERM/SIGINT (exit 0); reload on SIGHUP."""
     config = load_config(config_path)
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        while True:
-            reload_to: Config | None = None
-            sources = SourceSet(config)
-            try:
-                async with EcsBackend(
-                    config.aws,
-                    StateDir(config.daemon.state_dir),
-                    poll_interval=config.daemon.rollout_poll_interval,
-                ) as backend:
-                    agent = Agent(config, backend, sources, notifiers=notifiers)
-                    async with anyio.create_task_group() as tg:
-                        tg.start_soon(agent.run)
-                        endpoints = await tg.start(
-                            partial(serve_http, control_socket=control_socket(config)),
-                            config.http,
-                            AgentView(agent),
-                        )
-                        log.info(
-                            "agent.started",
-                            url=endpoints.url,
-                            socket=str(endpoints.socket),
-                            apps=len(config.apps),
-                        )
-                        async for signum in signals:
-                            if signum == signal.SIGHUP:
-                                try:
-                                    reload_to = load_config(config_path)
-                                except ConfigError as exc:
-                                    log.error(
-                                        "agent.reload_refused",
-                                        error=str(exc),
-                                        hint="the running configuration goes on",
-                                    )
-                                    continue
-                                log.info("agent.reloading", config=config_path)
-                            else:
-                                log.info("agent.stopping", signal=signal.Signals(signum).name)
-                            break
-                        await agent.shutdown()
-                        tg.cancel_scope.cancel()
-            finally:
-                sources.close()
-            if reload_to is None:
-                log.info("agent.stopped")
-                return 0
-            config = reload_to
+    telemetry = setup_telemetry(config.telemetry, version=__version__)
+    bus = event_bus(config.plugins)  # a bad [plugins] table is refused before anything starts
+    try:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            while True:
+                reloaded = await _serve(config, config_path, bus, telemetry, signals)
+                if reloaded is None:
+                    log.info("agent.stopped")
+                    return 0
+                config, bus = reloaded
+    finally:
+        telemetry.flush()
+
+
+async def _serve(
+    config: Config,
+    config_path: str,
+    bus: EventBus,
+    telemetry: Telemetry,
+    signals: AsyncIterator[int],
+) -> tuple[Config, EventBus] | None:
+    """Run the agent on ``config`` until a signal; the new configuration on SIGHUP."""
+    reload_to: tuple[Config, EventBus] | None = None
+    sources = SourceSet(config)
+    try:
+        async with (
+            bus.running(drain=config.daemon.grace_period),
+            EcsBackend(
+                config.aws,
+                StateDir(config.daemon.state_dir),
+                poll_interval=config.daemon.rollout_poll_interval,
+            ) as backend,
+        ):
+            agent = Agent(config, backend, sources, events=bus)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(agent.run)
+                endpoints = await tg.start(
+                    partial(serve_http, control_socket=control_socket(config)),
+                    config.http,
+                    AgentView(agent, telemetry),
+                )
+                log.info(
+                    "agent.started",
+                    url=endpoints.url,
+                    socket=str(endpoints.socket),
+                    apps=len(config.apps),
+                    notifiers=[c.name for c in bus.channels],
+                )
+                async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        try:
+                            new = load_config(config_path)
+                            reload_to = (new, event_bus(new.plugins))
+                        except ConfigError as exc:
+                            log.error(
+                                "agent.reload_refused",
+                                error=str(exc),
+                                hint="the running configuration goes on",
+                            )
+                            continue
+                        log.info("agent.reloading", config=config_path)
+                    else:
+                        log.info("agent.stopping", signal=signal.Signals(signum).name)
+                    break
+                await agent.shutdown()
+                tg.cancel_scope.cancel()
+    finally:
+        sources.close()
+    return reload_to

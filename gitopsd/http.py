@@ -38,6 +38,7 @@ from aiohttp import web
 
 from gitopsd.config import HttpConfig, WebhookConfig, format_size
 from gitopsd.errors import ConfigError, GitopsdError, PermanentError
+from gitopsd.redact import register
 
 log = structlog.get_logger(__name__)
 
@@ -145,6 +146,7 @@ def _load_webhooks(config: HttpConfig) -> list[_Hook]:
             raise ConfigError(f"http.webhooks[{i}]: set secret_env or secret_file")
         if not secret:
             raise ConfigError(f"{key}: the secret in {where} is empty")
+        register(os.fsdecode(secret))
         out.append(_Hook(hook, secret))
     return out
 
@@ -189,12 +191,15 @@ async def serve_http(
     """Serve until cancelled; ``task_status.started(HttpEndpoints)`` once listening.
 
     Webhook secrets are read first: a missing one raises :class:`ConfigError`
-    before anything listens. ``config.address == ""`` serves only the socket.
+    before anything listens. They and the control token are registered with
+    :mod:`gitopsd.redact` (masked in every output). ``config.address == ""`` serves only the socket.
     On cancellation in-flight requests get :data:`SHUTDOWN_TIMEOUT` seconds and
     the socket file is removed.
     """
     hooks = _load_webhooks(config)
     token = _load_control_token(config)
+    if token is not None:
+        register(os.fsdecode(token))
     runners: list[web.AppRunner] = []
     owned: tuple[Path, int, int] | None = None
     try:

@@ -2,20 +2,31 @@
 
 Kept apart from the CLI's argument handling so the daemon's status API and the
 demo can show the same words.
+
+No secret is shown (:mod:`gitopsd.redact`). Everything the CLI prints goes
+through :class:`RedactingStream` (:func:`redacted_stdio` wraps stdout and stderr
+for the whole command), so every registered value, URL credential and token is
+masked at the one place text is written. JSON is masked in the data before it is
+serialised (:func:`dump_json`), so escaping cannot hide a value from the mask.
+A diff of a field that holds a secret still shows that it changed, as
+``*** -> ***``: both sides are masked, also the old live value, which gitopsd
+never read from Git and so could not have registered.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TextIO, cast
 
 from gitopsd.engine.outcome import Outcome
 from gitopsd.humanize import age
 from gitopsd.model import MISSING, Action, FieldChange, HealthState, ResourceChange
+from gitopsd.redact import MASK, redact, redact_obj
 
 _COLOURS = {"red": "31", "green": "32", "yellow": "33", "blue": "34", "bold": "1", "dim": "2"}
 
@@ -35,9 +46,98 @@ class Painter:
         return f"\033[{_COLOURS[colour]}m{text}\033[0m"
 
 
+class RedactingStream:
+    """A text stream that masks secrets (:func:`gitopsd.redact.redact`) in what is written.
+
+    Everything else (``isatty``, ``flush``, ``encoding``...) is the wrapped stream's.
+    """
+
+    def __init__(self, inner: TextIO) -> None:
+        self.inner = inner
+
+    def write(self, text: str) -> int:
+        self.inner.write(redact(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@contextlib.contextmanager
+def redacted_stdio() -> Iterator[None]:
+    """``sys.stdout`` and ``sys.stderr`` through :class:`RedactingStream` for the body."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout = cast(TextIO, RedactingStream(out))
+    sys.stderr = cast(TextIO, RedactingStream(err))
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def dump_json(doc: Any, *, indent: int | None = 2) -> str:
+    """``doc`` as JSON with every secret masked in the data first."""
+    return json.dumps(redact_obj(doc), indent=indent, default=str)
+
+
+def _sensitive(value: Any) -> bool:
+    return value is not MISSING and redact_obj(value) != value
+
+
+def _masked(value: Any) -> Any:
+    """A scalar as ``***`` (``None`` stays: it holds nothing); a container redacted."""
+    if value is None or value is MISSING:
+        return value
+    if isinstance(value, Mapping | list | tuple):
+        return redact_obj(value)
+    return MASK
+
+
+def mask_change(before: Any, after: Any) -> tuple[Any, Any]:
+    """Both sides of a field change, safe to show.
+
+    Where either side holds a secret, both are masked: the old value of a rotated
+    password is as secret as the new one, though only the new one was read from Git
+    (and registered). Containers on both sides are compared member by member, so a
+    secret masks only its own member. A side that is absent leaves the other one to
+    :func:`gitopsd.redact.redact_obj`.
+    """
+    if before is MISSING or after is MISSING:
+        return _masked_alone(before), _masked_alone(after)
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        b: dict[Any, Any] = {}
+        a: dict[Any, Any] = {}
+        for key in [*before, *(k for k in after if k not in before)]:
+            x, y = mask_change(before.get(key, MISSING), after.get(key, MISSING))
+            if key in before:
+                b[key] = x
+            if key in after:
+                a[key] = y
+        return b, a
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        items = [mask_change(x, y) for x, y in zip(before, after, strict=True)]
+        return [x for x, _ in items], [y for _, y in items]
+    if _sensitive(before) or _sensitive(after):
+        return _masked(before), _masked(after)
+    return before, after
+
+
+def _masked_alone(value: Any) -> Any:
+    """One side of a change whose other side is absent: a secret scalar is ``***``."""
+    if isinstance(value, Mapping | list | tuple):
+        return redact_obj(value)
+    return MASK if _sensitive(value) else value
+
+
 def _value(v: Any) -> str:
     if v is MISSING:
         return "(absent)"
+    if v == MASK:
+        return MASK
     return json.dumps(v, sort_keys=True, default=str)
 
 
@@ -52,12 +152,13 @@ _OP_MARK = {"add": ("+", "green"), "remove": ("-", "red"), "replace": ("~", "yel
 def _field_lines(change: FieldChange, paint: Painter) -> list[str]:
     mark, colour = _OP_MARK[change.op]
     note = f"  ({change.note})" if change.note else ""
+    before, after = mask_change(change.before, change.after)
     if change.op == "add":
-        body = f"{change.path}: {_value(change.after)}"
+        body = f"{change.path}: {_value(after)}"
     elif change.op == "remove":
-        body = f"{change.path}: {_value(change.before)}"
+        body = f"{change.path}: {_value(before)}"
     else:
-        body = f"{change.path}: {_value(change.before)} -> {_value(change.after)}"
+        body = f"{change.path}: {_value(before)} -> {_value(after)}"
     return [paint(f"      {mark} {body}{note}", colour)]
 
 
@@ -169,10 +270,11 @@ def format_outcomes(
 
 def _change_json(c: FieldChange) -> dict[str, Any]:
     d: dict[str, Any] = {"path": c.path, "op": c.op}
-    if c.before is not MISSING:
-        d["before"] = c.before
-    if c.after is not MISSING:
-        d["after"] = c.after
+    before, after = mask_change(c.before, c.after)
+    if before is not MISSING:
+        d["before"] = before
+    if after is not MISSING:
+        d["after"] = after
     if c.note:
         d["note"] = c.note
     return d
@@ -240,13 +342,15 @@ def write_json(
     *,
     interrupted: tuple[str, Sequence[str]] | None = None,
 ) -> None:
-    """The outcomes as one JSON document; ``interrupted`` = (signal name, journal lines)."""
+    """The outcomes as one JSON document; ``interrupted`` = (signal name, journal lines).
+
+    Secrets are masked (:func:`dump_json`).
+    """
     stream = stream or sys.stdout
     doc: dict[str, Any] = {"apps": [outcome_json(o) for o in outcomes]}
     if interrupted is not None:
         doc["interrupted"] = {"signal": interrupted[0], "journal": list(interrupted[1])}
-    json.dump(doc, stream, indent=2, default=str)
-    stream.write("\n")
+    stream.write(dump_json(doc) + "\n")
 
 
 def status_row(o: Outcome) -> dict[str, Any]:

@@ -8,8 +8,18 @@ an entry point in the ``gitopsd.plugins`` group of its distribution::
 
 Hooks (all optional for a plugin):
 
+``gitopsd_notifier(name, options)``
+    Return a :class:`gitopsd.alerts.Notifier` (an object with ``async def
+    send(alert)``) built from the plugin's options, or None. gitopsd gives it
+    routing, alert hygiene (dedup window, suppressed counts, recovery once)
+    and retried delivery on its own task (:mod:`gitopsd.alerts`); the options
+    those take (``min_severity``, ``apps``, ``kinds``, ``dedup_window``,
+    ``retries``...) are removed from ``options`` first. Raise
+    ``ValueError("key.path: message")`` on a bad option. This is the hook
+    for anything that alerts people.
 ``gitopsd_event(event)``
-    A notification (:class:`gitopsd.events.Event`). It must return fast: a
+    Every event, raw (no routing, no dedup): for audit logs and the like. A
+    notification (:class:`gitopsd.events.Event`). It must return fast: a
     plugin that talks to the network hands the work to its own thread or
     queue. gitopsd calls it from a worker thread with a timeout
     (:class:`EventBus`), so a plugin that blocks loses its own events (they are
@@ -33,8 +43,9 @@ from __future__ import annotations
 import importlib.metadata
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import anyio
@@ -42,8 +53,11 @@ import anyio.abc
 import pluggy
 import structlog
 
+from gitopsd.alerts import Channel, ChannelOptions, Notifier, parse_channel_options
 from gitopsd.errors import ConfigError
-from gitopsd.events import Event, OutcomeLike, events_from_outcome
+from gitopsd.events import Change, Event, FieldDiff
+from gitopsd.redact import redact
+from gitopsd.telemetry import instruments as ins
 
 log = structlog.get_logger(__name__)
 
@@ -54,11 +68,15 @@ BACKENDS_GROUP = "gitopsd.backends"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-HOOKS = ("gitopsd_event", "gitopsd_configure", "gitopsd_backends")
+HOOKS = ("gitopsd_notifier", "gitopsd_event", "gitopsd_configure", "gitopsd_backends")
 
 
 class HookSpecs:
     """The hooks gitopsd calls; see the module docstring."""
+
+    @hookspec(firstresult=True)
+    def gitopsd_notifier(self, name: str, options: Mapping[str, Any]) -> Notifier | None:
+        """A notifier built from ``[plugins.NAME]`` (channel options removed), or None."""
 
     @hookspec
     def gitopsd_event(self, event: Event) -> None:
@@ -122,6 +140,8 @@ class PluginRegistry:
         self.skipped: Counter[str] = Counter()
         #: Entry points that failed to load: name -> message.
         self.load_errors: dict[str, str] = {}
+        #: The notifiers' delivery channels, built by :meth:`configure`.
+        self.channels: list[Channel] = []
         self._busy: set[str] = set()
         self._lock = threading.Lock()
 
@@ -202,15 +222,47 @@ class PluginRegistry:
         return out
 
     def configure(self) -> None:
-        """Give each enabled plugin its options; raise :class:`PluginConfigError` naming
-        ``plugins.NAME.key.path`` for every refusal (all plugins are asked first)."""
-        problems = [f"plugins.{n}: could not be loaded: {m}" for n, m in self.load_errors.items()]
+        """Give each enabled plugin its options and build the notifiers' channels; raise
+        :class:`PluginConfigError` naming ``plugins.NAME.key.path`` for every refusal (all
+        plugins are asked first)."""
+        problems = [
+            f"plugins.{n}: could not be loaded: {m} (fix or uninstall it, or set "
+            f"[plugins.{n}] enabled = false to run without it)"
+            for n, m in self.load_errors.items()
+        ]
+        notifier_plugins = {n for n, _ in self._enabled_impls("gitopsd_notifier")}
         for name, impl in self._enabled_impls("gitopsd_configure"):
             opts = {k: v for k, v in self.options.get(name, {}).items() if k != "enabled"}
+            if name in notifier_plugins:
+                opts = {k: v for k, v in opts.items() if k not in ChannelOptions.KEYS}
             try:
                 impl.function(*_args(impl, {"name": name, "options": opts}))
             except ValueError as e:
                 problems.append(f"plugins.{name}.{e}")
+        self.channels = []
+        for name, impl in self._enabled_impls("gitopsd_notifier"):
+            options = self.options.get(name, {})
+            try:
+                _, own = parse_channel_options(options)
+                notifier = impl.function(*_args(impl, {"name": name, "options": own}))
+                if notifier is None:
+                    continue
+                if not isinstance(notifier, Notifier):
+                    problems.append(
+                        f"plugins.{name}: gitopsd_notifier returned {type(notifier).__name__}, "
+                        "which has no `async def send(alert)`"
+                    )
+                    continue
+                defaults = getattr(notifier, "channel_defaults", {}) or {}
+                channel_options, _ = parse_channel_options({**defaults, **options})
+            except ValueError as e:
+                if name not in self.options:
+                    # Installed but not configured (no [plugins.NAME] table): inactive.
+                    log.debug("plugin.not_configured", plugin=name, reason=str(e))
+                    continue
+                problems.append(f"plugins.{name}.{e}")
+                continue
+            self.channels.append(Channel(name, notifier, channel_options))
         if problems:
             raise PluginConfigError("\n  ".join(problems))
 
@@ -243,6 +295,7 @@ class PluginRegistry:
                 impl.function(*_args(impl, {"event": event}))
         except Exception:
             self.errors[name] += 1
+            ins.plugin_errors.add(1, {ins.NOTIFIER: name, ins.RESULT: "raised"})
             log.exception("plugin.event_failed", plugin=name, kind=event.kind, app=event.app)
         finally:
             with self._lock:
@@ -264,17 +317,41 @@ def _args(impl: pluggy.HookImpl, kwargs: Mapping[str, object]) -> list[object]:
 DropPolicy = Literal["oldest", "newest"]
 
 
-class EventBus:
-    """Hands events to plugins off the reconcile's path.
+def redact_event(event: Event) -> Event:
+    """``event`` with every text field through the one redaction mechanism."""
+    return replace(
+        event,
+        message=redact(event.message),
+        commit_message=redact(event.commit_message),
+        link=redact(event.link),
+        reason=redact(event.reason),
+        fields=tuple(redact(f) for f in event.fields),
+        changes=tuple(
+            Change(
+                redact(c.key),
+                c.action,
+                tuple(FieldDiff(f.path, redact(f.before), redact(f.after)) for f in c.fields),
+            )
+            for c in event.changes
+        ),
+    )
 
-    :meth:`publish` never blocks: the queue is bounded (``max_buffer``) and when
+
+class EventBus:
+    """Hands events to plugins and notifiers off the reconcile's path.
+
+    :meth:`publish` never blocks and never raises: it redacts the event, offers
+    it to every notifier's :class:`~gitopsd.alerts.Channel` (each with its own
+    queue and task, see :mod:`gitopsd.alerts`), and queues it for the raw
+    ``gitopsd_event`` hooks. That queue is bounded (``max_buffer``) and when
     full drops the oldest queued event (``drop="oldest"``) or the new one
     (``"newest"``), counting it in :attr:`dropped`. :meth:`run` is the consumer
-    (start it in the agent's task group): each event goes to every enabled plugin
-    concurrently, each call in a worker thread bounded by ``timeout`` seconds; a
-    call that overruns is abandoned and counted in ``registry.timeouts``, and the
-    plugin is skipped while it is still stuck. Call :meth:`publish` and
-    :meth:`close` from the event loop's thread.
+    (start it in a task group, or use :meth:`running`): each event goes to
+    every enabled ``gitopsd_event`` plugin concurrently, each call in a worker
+    thread bounded by ``timeout`` seconds; a call that overruns is abandoned
+    and counted in ``registry.timeouts``, and the plugin is skipped while it is
+    still stuck. Call :meth:`publish` and :meth:`close` from the event loop's
+    thread.
     """
 
     def __init__(
@@ -291,9 +368,20 @@ class EventBus:
         self.dropped = 0
         self.delivered = 0
         self._send, self._receive = anyio.create_memory_object_stream[Event](max_buffer)
+        self._done = anyio.Event()
+
+    @property
+    def channels(self) -> list[Channel]:
+        return self.registry.channels
 
     def publish(self, event: Event) -> None:
-        """Queue ``event``; never blocks, never raises (a closed bus drops it)."""
+        """Queue ``event`` for every plugin and notifier; never blocks, never raises."""
+        try:
+            event = redact_event(event)
+            for channel in self.channels:
+                channel.offer(event)
+        except Exception:
+            log.exception("plugin.publish_failed", kind=event.kind, app=event.app)
         try:
             self._send.send_nowait(event)
             return
@@ -316,11 +404,37 @@ class EventBus:
     def close(self) -> None:
         """No more events: :meth:`run` delivers what is queued and returns."""
         self._send.close()
+        for channel in self.channels:
+            channel.close()
 
     async def run(self) -> None:
-        async with self._receive:
-            async for event in self._receive:
-                await self._deliver(event)
+        """Deliver until :meth:`close` and everything queued is delivered."""
+        try:
+            async with anyio.create_task_group() as tg:
+                for channel in self.channels:
+                    tg.start_soon(channel.run)
+                async with self._receive:
+                    async for event in self._receive:
+                        await self._deliver(event)
+        finally:
+            self._done.set()
+
+    @asynccontextmanager
+    async def running(self, drain: float = 10.0) -> AsyncIterator[EventBus]:
+        """Run the bus for the body; on exit close it and let queued alerts go out
+        for at most ``drain`` seconds (a notifier that cannot deliver by then loses them,
+        and says so in the log)."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.run)
+            try:
+                yield self
+            finally:
+                self.close()
+                with anyio.move_on_after(drain, shield=True) as scope:
+                    await self._done.wait()
+                if scope.cancelled_caught:
+                    log.warning("plugin.drain_timeout", timeout=drain)
+                tg.cancel_scope.cancel()
 
     async def _deliver(self, event: Event) -> None:
         async with anyio.create_task_group() as tg:
@@ -335,18 +449,8 @@ class EventBus:
             )
         if scope.cancelled_caught:
             self.registry.timeouts[name] += 1
+            ins.plugin_errors.add(1, {ins.NOTIFIER: name, ins.RESULT: "timeout"})
             log.warning("plugin.event_timeout", plugin=name, kind=event.kind, timeout=self.timeout)
-
-
-class EventNotifier:
-    """A :class:`gitopsd.engine.reconcile.Notifier` that publishes a pass's events."""
-
-    def __init__(self, bus: EventBus) -> None:
-        self.bus = bus
-
-    def notify(self, outcome: OutcomeLike) -> None:
-        for event in events_from_outcome(outcome):
-            self.bus.publish(event)
 
 
 def backend_entry_points() -> list[BackendEntry]:
@@ -393,3 +497,11 @@ def format_plugins(registry: PluginRegistry) -> str:
     lines += ["", "BACKENDS"]
     lines += _table(["NAME", "DISTRIBUTION", "VERSION", "TARGET"], backends)
     return "\n".join(lines) + "\n"
+
+
+def event_bus(options: Mapping[str, Mapping[str, Any]], **kwargs: Any) -> EventBus:
+    """The plugins of ``[plugins]`` found, configured (a :class:`PluginConfigError` names
+    every bad key), and an :class:`EventBus` over them."""
+    registry = PluginRegistry.discover(options)
+    registry.configure()
+    return EventBus(registry, **kwargs)

@@ -14,6 +14,7 @@ import structlog.testing
 
 from gitopsd import builtin_console
 from gitopsd.backends.base import Applied, ApplyResult, RolloutStatus
+from gitopsd.engine.announce import events_from_outcome
 from gitopsd.engine.outcome import Outcome, Stage
 from gitopsd.events import (
     CHANGES_APPLIED,
@@ -22,12 +23,10 @@ from gitopsd.events import (
     ROLLED_BACK,
     Event,
     Severity,
-    events_from_outcome,
 )
 from gitopsd.model import Revision
 from gitopsd.plugins import (
     EventBus,
-    EventNotifier,
     PluginConfigError,
     PluginRegistry,
     backend_entry_points,
@@ -74,9 +73,10 @@ def test_discovery_finds_builtin_console_plugin_and_ecs_backend() -> None:
     console = infos["console"]
     assert console.distribution == "gitopsd"
     assert console.version
-    assert "gitopsd_event" in console.hooks
+    assert "gitopsd_notifier" in console.hooks
     assert console.enabled
-    assert "console" in registry.event_receivers()
+    registry.configure()
+    assert "console" in [c.name for c in registry.channels]
 
     ecs = {b.name: b for b in backend_entry_points()}["ecs"]
     assert ecs.target == "gitopsd.backends.ecs.backend:EcsBackend"
@@ -91,14 +91,22 @@ def test_discovery_finds_builtin_console_plugin_and_ecs_backend() -> None:
 def test_disabled_plugin_is_listed_but_receives_nothing() -> None:
     registry = PluginRegistry.discover({"console": {"enabled": False}})
     assert {p.name: p.enabled for p in registry.plugins()}["console"] is False
-    assert registry.event_receivers() == []
+    registry.configure()
+    assert registry.channels == []
 
 
-def test_console_plugin_prints_error_events_only(capsys: pytest.CaptureFixture[str]) -> None:
+def test_console_plugin_prints_problems_only(capsys: pytest.CaptureFixture[str]) -> None:
     registry = PluginRegistry()
     registry.register(builtin_console, "console")
-    registry.deliver(event("deploy failed", Severity.ERROR))
-    registry.deliver(event("fine", Severity.INFO))
+    registry.configure()
+    bus = EventBus(registry)
+
+    async def main() -> None:
+        async with bus.running():
+            bus.publish(event("deploy failed", Severity.ERROR))
+            bus.publish(event("fine", Severity.INFO))
+
+    anyio.run(main)
     err = capsys.readouterr().err
     assert err == "ALERT app web: ApplyFailed: deploy failed\n"
 
@@ -284,14 +292,30 @@ def test_dedup_key_ignores_time_and_message() -> None:
     assert event().dedup_key() == (ERROR, "web", "ApplyFailed", COMMIT)
 
 
-def test_event_notifier_publishes_a_pass_as_events() -> None:
+def test_a_failed_rollout_is_one_problem_event_not_also_an_error() -> None:
+    outcome = Outcome(
+        app="web",
+        failed_stage=Stage.VERIFY,
+        message="Service/web: FAILED: tasks failed to start",
+        rollouts=(RolloutStatus("Service/web", "FAILED", "tasks failed to start", (), "d-1"),),
+    )
+    events = events_from_outcome(outcome)
+    assert [e.kind for e in events] == ["rollout_failed", RECONCILE_FINISHED]
+    assert events[0].deployment == "d-1"
+    assert events[0].stage == "verify"
+
+
+def test_bus_redacts_events_before_any_plugin_sees_them() -> None:
+    from gitopsd.redact import register
+
+    register("hunter2-token-xyz")
     bus = EventBus(PluginRegistry())
     rec = Recorder()
     bus.registry.register(rec, "rec")
-    EventNotifier(bus).notify(Outcome(app="web", failed_stage=Stage.PLAN, message="x"))
+    bus.publish(event("failed with hunter2-token-xyz at https://u:pw@host/r"))
     bus.close()
     anyio.run(bus.run)
-    assert [e.kind for e in rec.events] == [ERROR, RECONCILE_FINISHED]
+    assert rec.events[0].message == "failed with *** at https://u:***@host/r"
 
 
 def test_the_plugins_command_lists_plugins_and_backends_from_entry_points(

@@ -63,6 +63,9 @@ class RolloutStatus:
     state: str
     message: str = ""
     events: tuple[str, ...] = field(default_factory=tuple)
+    #: The platform's id of the deployment watched (ECS: the service deployment ARN, else
+    #: the ``ecs-svc/...`` deployment id), "" when unknown.
+    deployment: str = ""
 
     @property
     def ok(self) -> bool:

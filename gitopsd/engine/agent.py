@@ -36,14 +36,25 @@ import structlog
 
 from gitopsd.backends.base import Backend
 from gitopsd.config import AppConfig, Config
+from gitopsd.engine.announce import changes_of, commit_link
 from gitopsd.engine.outcome import Outcome, Stage
-from gitopsd.engine.reconcile import Mode, Notifier, Reconciler
+from gitopsd.engine.reconcile import Mode, Reconciler
 from gitopsd.engine.schedule import Next, Scheduler, backoff
 from gitopsd.engine.sources import SourceSet
-from gitopsd.engine.status import FALSE, TRUE, UNKNOWN, AppStatus
+from gitopsd.engine.status import FALSE, TRUE, UNKNOWN, AppStatus, Condition
 from gitopsd.errors import TemporaryError
+from gitopsd.events import (
+    CONDITION_CHANGED,
+    DRIFT_DETECTED,
+    DRIFT_HEALED,
+    RECOVERED,
+    Event,
+    EventSink,
+    Severity,
+)
 from gitopsd.model import Resource, Revision
 from gitopsd.state import JsonRecord, StateDir
+from gitopsd.telemetry import instruments as ins
 
 log = structlog.get_logger(__name__)
 
@@ -73,12 +84,13 @@ class Agent:
         backend: Backend,
         sources: SourceSet,
         *,
-        notifiers: Sequence[Notifier] = (),
+        events: EventSink | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
         self.sources = sources
-        self.reconciler = Reconciler(config, backend, sources, notifiers=notifiers)
+        self.events = events
+        self.reconciler = Reconciler(config, backend, sources, events=events)
         self.scheduler = Scheduler(config, rng)
         self.state = StateDir(config.daemon.state_dir)
         self.limiter = anyio.CapacityLimiter(config.daemon.max_parallel_apps)
@@ -99,6 +111,8 @@ class Agent:
         self._idle = anyio.Event()
         self._last_tick = 0.0
         self._tg: anyio.abc.TaskGroup | None = None
+        #: Apps with a problem (not Ready, or drifted) announced: a recovery is owed.
+        self._troubled: set[str] = set()
 
     def _source_names(self) -> list[str]:
         return sorted({a.source for a in self.config.apps})
@@ -114,6 +128,20 @@ class Agent:
         """Run until :meth:`shutdown`; ``task_status.started()`` once every app had a pass."""
         await self._load_records()
         self._last_tick = anyio.current_time()
+        stop_observing = ins.observe_conditions(self._conditions)
+        try:
+            await self._run_tasks(task_status)
+        finally:
+            stop_observing()
+
+    def _conditions(self) -> list[tuple[str, str, str]]:
+        return [
+            (name, c.type, c.status)
+            for name, st in self.app_status.items()
+            for c in st.conditions.values()
+        ]
+
+    async def _run_tasks(self, task_status: anyio.abc.TaskStatus[None]) -> None:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._ticker, name="gitopsd.ticker")
@@ -230,11 +258,57 @@ class Agent:
             await self._wait_turn(app.name)
             if self._stopping:
                 return
+            st = self.app_status[app.name]
+            before = st.conditions["Ready"]
             await self._pass(app)
+            self._announce_status(app, st, before)
             if app.name not in self._first_pass:
                 self._first_pass.add(app.name)
                 if len(self._first_pass) == len(self._apps):
                     self._ready.set()
+
+    def _publish(self, event: Event) -> None:
+        if self.events is not None:
+            try:
+                self.events.publish(event)
+            except Exception:  # an EventSink must not raise; if one does, the agent goes on
+                log.exception("agent.publish_failed", kind=event.kind)
+
+    def _event(
+        self, app: AppConfig, kind: str, commit: str, message: str, severity: Severity, reason: str,
+        **extra: Any,
+    ) -> Event:  # fmt: skip
+        return Event(
+            kind, app.name, commit, message, severity, reason,
+            source=app.source, link=commit_link(self.config.source(app.source).url, commit),
+            **extra,
+        )  # fmt: skip
+
+    def _announce_status(self, app: AppConfig, st: AppStatus, before: Condition) -> None:
+        """Events for what a pass changed in the app's status: the Ready condition moving,
+        and a recovery (Ready, not drifted) after an announced problem."""
+        after = st.conditions["Ready"]
+        commit = st.last_attempted or st.last_applied
+        if after.status != before.status:
+            self._publish(
+                self._event(
+                    app, CONDITION_CHANGED, commit,
+                    f"Ready: {before.status} -> {after.status}: {after.reason}: {after.message}",
+                    Severity.INFO if after.status == TRUE else Severity.WARNING,
+                    after.reason,
+                )
+            )  # fmt: skip
+        drifting = bool(st.drift) and not st.drift.startswith("healed: ")
+        if after.status == FALSE or drifting:
+            self._troubled.add(app.name)
+        elif after.status == TRUE and app.name in self._troubled:
+            self._troubled.discard(app.name)
+            self._publish(
+                self._event(
+                    app, RECOVERED, commit, f"{app.name} is Ready again at {commit[:12]}",
+                    Severity.INFO, "Recovered",
+                )
+            )  # fmt: skip
 
     async def _wait_turn(self, name: str) -> None:
         due = self._due[name]
@@ -400,6 +474,17 @@ class Agent:
                 self._fights[name] = failures
                 st.drift = "healed: " + _fields(pending)
                 log.warning("agent.drift_healed", app=name, fields=_fields(pending), times=failures)
+                ins.drift_healed.add(1, {ins.APP: name})
+                self._publish(
+                    self._event(
+                        app, DRIFT_HEALED, commit,
+                        f"live state differed from {commit[:12]} and was reverted: "
+                        f"{_fields(pending)}",
+                        Severity.WARNING if failures >= FIGHT_AFTER else Severity.INFO,
+                        "DriftHealed", fields=tuple(r.key for r in pending),
+                        changes=changes_of(pending), stage=str(Stage.APPLY),
+                    )
+                )  # fmt: skip
             else:
                 self._fights.pop(name, None)
                 st.drift = ""
@@ -463,6 +548,15 @@ class Agent:
         fields = _fields(pending)
         if st.drift != fields:
             log.warning("agent.drift_detected", app=app.name, fields=fields)
+            ins.drift_detected.add(1, {ins.APP: app.name})
+            self._publish(
+                self._event(
+                    app, DRIFT_DETECTED, commit,
+                    f"live state differs from {commit[:12]}: {fields}", Severity.WARNING,
+                    "DriftDetected", fields=tuple(r.key for r in pending),
+                    changes=changes_of(pending), stage=str(Stage.PLAN),
+                )
+            )  # fmt: skip
         st.drift = fields
         st.set("Ready", TRUE, "DriftDetected", f"live state differs from {commit[:12]}: {fields}")
 
@@ -487,21 +581,6 @@ class Agent:
 
     def status(self) -> list[dict[str, Any]]:
         return [self.app_status[a.name].to_json() for a in self.config.apps]
-
-    def metrics_text(self) -> str:
-        lines = [
-            "# HELP gitopsd_app_ready Whether the app's Ready condition is True.",
-            "# TYPE gitopsd_app_ready gauge",
-        ]
-        for name, st in self.app_status.items():
-            lines.append(f'gitopsd_app_ready{{app="{name}"}} {1 if st.ready else 0}')
-        lines += [
-            "# HELP gitopsd_app_passes_total Reconcile passes run per app.",
-            "# TYPE gitopsd_app_passes_total counter",
-        ]
-        for name, st in self.app_status.items():
-            lines.append(f'gitopsd_app_passes_total{{app="{name}"}} {st.passes}')
-        return "\n".join(lines) + "\n"
 
     def trigger(self, sources: Sequence[str], reason: str) -> list[str]:
         names = [s for s in (sources or self._triggers) if s in self._triggers]

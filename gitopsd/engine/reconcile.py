@@ -28,15 +28,16 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from functools import partial
-from typing import Protocol
 
 import anyio
 import structlog
 
 from gitopsd.backends.base import ApplyResult, Backend, RolloutStatus
 from gitopsd.config import AppConfig, Config
+from gitopsd.engine.announce import commit_link, events_from_outcome
 from gitopsd.engine.journal import AppJournal, Listener, RunJournal
 from gitopsd.engine.outcome import Outcome, Stage
+from gitopsd.engine.passtrace import PassTrace
 from gitopsd.engine.sources import SourceSet
 from gitopsd.errors import (
     AppLocked,
@@ -48,6 +49,7 @@ from gitopsd.errors import (
     TemporaryError,
     leaf_error,
 )
+from gitopsd.events import RECONCILE_STARTED, Event, EventSink
 from gitopsd.manifests.render import render_app
 from gitopsd.model import Resource, Revision
 from gitopsd.state import StateDir
@@ -61,12 +63,6 @@ class Mode(enum.StrEnum):
     SYNC = "sync"  # ... + apply + verify
 
 
-class Notifier(Protocol):
-    """Receives every finished pass; alerting plugins implement this."""
-
-    def notify(self, outcome: Outcome) -> None: ...
-
-
 class Reconciler:
     """Runs passes over a configuration's apps with one backend."""
 
@@ -76,7 +72,7 @@ class Reconciler:
         backend: Backend,
         sources: SourceSet,
         *,
-        notifiers: Sequence[Notifier] = (),
+        events: EventSink | None = None,
         wait: bool | None = None,
         max_parallel_apps: int = 4,
         listener: Listener | None = None,
@@ -85,7 +81,8 @@ class Reconciler:
         self.config = config
         self.backend = backend
         self.sources = sources
-        self.notifiers = list(notifiers)
+        #: Where a sync's events go (the plugin event bus); None: nowhere.
+        self.events = events
         self.wait = wait
         self.state = StateDir(config.daemon.state_dir)
         self.journal = RunJournal(listener)
@@ -132,21 +129,32 @@ class Reconciler:
         ``limiter``: held from render to the end of apply, released for verify, so a
         long rollout does not hold a slot other apps need.
         """
-        started = time.monotonic()
         journal = AppJournal(app.name, self.listener)
         self.journal.apps[app.name] = journal
-        outcome = await self._stages(app, mode, journal, baseline, limiter, revision)
-        journal.done = True
-        log.info(
-            "reconcile.done",
-            app=app.name,
-            mode=str(mode),
-            reason=outcome.reason,
-            revision=outcome.revision.commit if outcome.revision else None,
-            duration=round(time.monotonic() - started, 3),
-        )
-        if mode is Mode.SYNC:
-            self._notify(outcome)
+        with PassTrace(app.name, str(mode), journal) as track:
+            if mode is Mode.SYNC:
+                self._publish(
+                    Event(
+                        RECONCILE_STARTED,
+                        app.name,
+                        revision.commit if revision else "",
+                        "sync started",
+                        stage=str(Stage.SOURCE),
+                        source=app.source,
+                    )
+                )
+            outcome = await self._stages(app, mode, journal, track, baseline, limiter, revision)
+            journal.done = True
+            if mode is Mode.SYNC:
+                track.enter(Stage.NOTIFY)
+                self._announce(app, outcome)
+            track.finish(outcome)
+            log.info(
+                "reconcile.done",
+                mode=str(mode),
+                reason=outcome.reason,
+                duration=round(time.monotonic() - track.started, 3),
+            )
         return outcome
 
     def _warn(self, app: str, outcome: Outcome, message: str) -> Outcome:
@@ -160,6 +168,7 @@ class Reconciler:
         app: AppConfig,
         mode: Mode,
         journal: AppJournal,
+        track: PassTrace,
         baseline: Sequence[Resource] | None,
         limiter: anyio.CapacityLimiter | None,
         pinned: Revision | None = None,
@@ -173,20 +182,22 @@ class Reconciler:
             if limiter is not None:
                 await slot.enter_async_context(limiter)
             try:
-                journal.stage = stage
+                track.enter(stage)
                 revision = pinned or await self.sources.revision(app.source)
                 journal.revision = revision
+                track.revision(revision)
                 outcome = replace(outcome, revision=revision)
                 if revision.stale:
                     outcome = self._warn(app.name, outcome, revision.stale)
 
-                stage = journal.stage = Stage.RENDER
+                stage = track.enter(Stage.RENDER)
                 reader = self.sources.reader(app.source, revision.commit)
                 schema = self.backend.schema
                 resources = await anyio.to_thread.run_sync(
                     partial(
                         render_app,
                         max_file_size=self.config.manifests.max_file_size,
+                        secret_env_names=self.config.manifests.secret_env_names,
                     ),
                     reader,
                     app,
@@ -204,12 +215,12 @@ class Reconciler:
                     await lock.acquire(self.config.daemon.lock_timeout)
                     held.push_async_exit(lock)
 
-                stage = journal.stage = Stage.SOURCE
+                stage = track.enter(Stage.SOURCE)
                 warning = await self._check_history(app, revision, mode)
                 if warning:
                     outcome = self._warn(app.name, outcome, warning)
 
-                stage = journal.stage = Stage.PLAN
+                stage = track.enter(Stage.PLAN)
                 changeset = await self.backend.plan(app, resources, revision)
                 outcome = replace(outcome, changeset=changeset)
                 if app.sync.prune:
@@ -229,7 +240,7 @@ class Reconciler:
                 if self.listener is not None and (changeset.pending or outcome.prune):
                     self.listener.planned(outcome)
 
-                stage = journal.stage = Stage.APPLY
+                stage = track.enter(Stage.APPLY)
                 wait = app.sync.wait if self.wait is None else self.wait
                 applied = ApplyResult(app=app.name)
                 if changeset.pending:
@@ -242,7 +253,7 @@ class Reconciler:
                         if isinstance(written, ApplyResult):
                             outcome = replace(outcome, applied=written)
                             if wait and any(a.rollout for a in written.applied):
-                                stage = journal.stage = Stage.VERIFY
+                                stage = track.enter(Stage.VERIFY)
                                 rollouts = await self.backend.verify(
                                     app, changeset, written, app.sync.timeout
                                 )
@@ -267,13 +278,16 @@ class Reconciler:
                     return self._warn(app.name, outcome, "a newer commit arrived: not verified")
 
                 await slot.aclose()  # a rollout wait holds no slot
-                stage = journal.stage = Stage.VERIFY
+                stage = track.enter(Stage.VERIFY)
                 rollouts = await self.backend.verify(app, changeset, applied, app.sync.timeout)
                 outcome = replace(outcome, rollouts=tuple(rollouts))
                 _raise_for(rollouts)
                 return outcome
             except Exception as exc:
-                return self._failed(app, outcome, stage, exc)
+                failed = self._failed(app, outcome, stage, exc)
+                assert failed.failed_stage is not None
+                track.failed(failed.failed_stage, failed.message, leaf_error(exc))
+                return failed
 
     async def _check_history(self, app: AppConfig, revision: Revision, mode: Mode) -> str:
         """A warning when ``revision`` does not descend from the app's last applied commit."""
@@ -330,12 +344,29 @@ class Reconciler:
             ),
         )
 
-    def _notify(self, outcome: Outcome) -> None:
-        for notifier in self.notifiers:
+    def _publish(self, event: Event) -> None:
+        if self.events is not None:
             try:
-                notifier.notify(outcome)
-            except Exception:
-                log.exception("notify.failed", app=outcome.app, notifier=type(notifier).__name__)
+                self.events.publish(event)
+            except Exception:  # an EventSink must not raise; if one does, the pass goes on
+                log.exception("notify.failed", kind=event.kind)
+
+    def _announce(self, app: AppConfig, outcome: Outcome) -> None:
+        """The notify stage: the pass's events, with the commit's message and web page."""
+        if self.events is None:
+            return
+        commit = outcome.revision.commit if outcome.revision else ""
+        message = ""
+        if commit:
+            try:
+                message = self.sources.commit_message(app.source, commit).strip().splitlines()[0]
+            except (GitopsdError, IndexError, OSError):
+                message = ""
+        url = self.config.source(app.source).url
+        for event in events_from_outcome(
+            outcome, commit_message=message, link=commit_link(url, commit)
+        ):
+            self._publish(event)
 
 
 def _raise_for(rollouts: Sequence[RolloutStatus]) -> None:

@@ -2,7 +2,10 @@
 
 The pipeline is load base documents from ``app.path`` -> apply overlays in
 configuration order -> substitute ``${VAR}`` from ``app.vars`` -> validate.
-Every stage runs even when an earlier one found problems, so one
+Values marked secret (``secret_vars``, ``vars_from_env`` and what the
+schema's :meth:`~gitopsd.manifests.schema.Schema.secret_values` finds in the
+final resources) are registered with :mod:`gitopsd.redact` on the way, so no
+output shows them. Every stage runs even when an earlier one found problems, so one
 :class:`ManifestError` lists everything wrong with the app (in file/line
 order) and a user fixes it in one go. Files come through a :data:`Reader`, so
 the same code renders a Git tree or a local checkout. Which kinds exist and
@@ -20,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from gitopsd.config import DEFAULT_MAX_FILE_SIZE, AppConfig
+from gitopsd.config import DEFAULT_MAX_FILE_SIZE, DEFAULT_SECRET_ENV_NAMES, AppConfig
 from gitopsd.errors import ManifestError, Problem
 from gitopsd.manifests.loader import (
     MANIFEST_PATTERNS,
@@ -31,8 +34,10 @@ from gitopsd.manifests.loader import (
 )
 from gitopsd.manifests.overlay import apply_overlay, parse_overlay
 from gitopsd.manifests.schema import Schema
+from gitopsd.manifests.secrets import app_variables
 from gitopsd.manifests.substitute import substitute_all
 from gitopsd.model import Origin, Resource
+from gitopsd.redact import REDACTOR, redact_obj
 
 #: ``prefix`` (repo-relative directory, ``"."`` for the root) ->
 #: {repo-relative posix path: content} of every file below it, recursively.
@@ -40,15 +45,26 @@ Reader = Callable[[str], Mapping[str, bytes]]
 
 
 def render_app(
-    read: Reader, app: AppConfig, schema: Schema, *, max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    read: Reader,
+    app: AppConfig,
+    schema: Schema,
+    *,
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+    secret_env_names: Sequence[str] = DEFAULT_SECRET_ENV_NAMES,
 ) -> list[Resource]:
     """The app's final resources; raises :class:`ManifestError` with every problem found.
 
     ``schema`` is the backend's: the kinds it accepts, and ``schema.validate``
     checks the final documents. A manifest file (base or overlay) larger than
     ``max_file_size`` bytes (``[manifests].max_file_size``) is a problem and is
-    not parsed.
+    not parsed. ``app.vars_from_env`` is read now: an unset variable is a
+    :class:`~gitopsd.errors.ConfigError`. Secret values (``app.secret_vars``,
+    ``app.vars_from_env``, and what ``schema.secret_values`` finds given the
+    ``secret_env_names`` patterns, ``[manifests].secret_env_names``) are
+    registered with :mod:`gitopsd.redact`.
     """
+    variables = app_variables(app)
+    variables.register()
     problems: list[Problem] = []
     base_dir = normalize_dir(app.path)
     overlay_dirs = [normalize_dir(d) for d in app.overlays]
@@ -79,12 +95,16 @@ def render_app(
         docs, found = apply_overlay(docs, items, schema)
         problems.extend(found)
 
-    docs, found = substitute_all(docs, app.vars)
+    docs, found = substitute_all(docs, variables.values, variables.secret)
     problems.extend(found)
+    resources = [to_resource(doc, schema) for doc in docs]
+    # Before validation, so that a problem quoting a secret value is masked too.
+    for resource in resources:
+        REDACTOR.register_all(schema.secret_values(resource, secret_env_names))
     problems.extend(schema.validate(docs))
     if problems:
         raise ManifestError(sort_problems(problems))
-    return [to_resource(doc, schema) for doc in docs]
+    return resources
 
 
 def to_resource(doc: LocatedDoc, schema: Schema) -> Resource:
@@ -188,10 +208,14 @@ _Dumper.add_representer(str, _represent_str)
 
 
 def dump_resources(resources: Sequence[Resource]) -> str:
-    """Multi-document YAML for ``gitopsd render``: ``kind`` first, then fields as written."""
+    """Multi-document YAML for ``gitopsd render``: ``kind`` first, then fields as written.
+
+    Secret values (:mod:`gitopsd.redact`) show as ``***``: they are masked in the data,
+    before YAML quoting or block style could split or escape them.
+    """
     parts: list[str] = []
     for resource in resources:
-        document: dict[str, Any] = {"kind": resource.kind, **resource.spec}
+        document: dict[str, Any] = redact_obj({"kind": resource.kind, **resource.spec})
         body = yaml.dump(
             document,
             Dumper=_Dumper,

@@ -7,6 +7,10 @@ A backend describes that as a :class:`Schema` (the ECS backend's is
 ``gitopsd.backends.ecs.schema.ecs_schema``) and the engine passes it to
 :func:`gitopsd.manifests.render.render_app`, so this package never imports a
 backend (``.importlinter`` keeps it so).
+
+A schema also says which values of a rendered resource are secret
+(:meth:`Schema.secret_values`); render registers them with :mod:`gitopsd.redact`
+so that every output masks them. A backend that says nothing has none.
 """
 
 from __future__ import annotations
@@ -19,9 +23,19 @@ from gitopsd.errors import Problem
 
 if TYPE_CHECKING:
     from gitopsd.manifests.loader import LocatedDoc
+    from gitopsd.model import Resource
 
 #: Checks an app's final documents (after overlays and variables): every problem found.
 Validator = Callable[[Sequence["LocatedDoc"]], list[Problem]]
+
+#: The secret values in one rendered resource, given the shell patterns of environment
+#: variable names whose values are secret (``[manifests].secret_env_names``).
+SecretFinder = Callable[["Resource", Sequence[str]], list[str]]
+
+
+def no_secrets(resource: Resource, patterns: Sequence[str]) -> list[str]:
+    """The :data:`SecretFinder` of a backend whose resources hold no secret values."""
+    return []
 
 
 @dataclass(frozen=True)
@@ -53,11 +67,24 @@ class Schema:
     validate: Validator
     #: How messages name the backend's describe command, e.g. ``aws ecs describe-*``.
     describe_command: str = "describe"
+    #: Finds the secret values of a rendered resource (see :meth:`secret_values`).
+    find_secrets: SecretFinder = no_secrets
 
     @classmethod
-    def of(cls, kinds: Iterable[Kind], validate: Validator, describe_command: str) -> Schema:
+    def of(
+        cls,
+        kinds: Iterable[Kind],
+        validate: Validator,
+        describe_command: str,
+        find_secrets: SecretFinder = no_secrets,
+    ) -> Schema:
         """A schema of ``kinds`` (keyed by their names, order kept)."""
-        return cls({k.name: k for k in kinds}, validate, describe_command)
+        return cls({k.name: k for k in kinds}, validate, describe_command, find_secrets)
+
+    def secret_values(self, resource: Resource, patterns: Sequence[str]) -> list[str]:
+        """The values in ``resource`` that must never be shown (ECS: ``secrets[].valueFrom``
+        and the values of environment entries whose name matches one of ``patterns``)."""
+        return self.find_secrets(resource, patterns)
 
     @property
     def kind_names(self) -> list[str]:

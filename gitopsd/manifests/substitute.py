@@ -5,25 +5,34 @@ variable can change a value but never the structure of a document. It is
 strict: an undefined variable is an error naming file, line and field, because
 a silently empty image tag or role ARN would deploy something nobody wrote.
 ``$${`` writes a literal ``${``; a ``$`` not followed by ``{`` is left alone.
+
+The value of a variable named in ``secret`` is registered with
+:mod:`gitopsd.redact` when it is substituted, so it is masked in every output.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from gitopsd.errors import Problem
 from gitopsd.manifests.loader import LocatedDoc
 from gitopsd.pointer import child_pointer
+from gitopsd.redact import REDACTOR
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # `$${` (escape), `${...}` (a reference), or a `${` that is never closed.
 _TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 
 
-def substitute_text(text: str, variables: Mapping[str, str]) -> tuple[str, list[str]]:
-    """``text`` with references replaced, and the error messages (empty when all is well)."""
+def substitute_text(
+    text: str, variables: Mapping[str, str], secret: Collection[str] = ()
+) -> tuple[str, list[str]]:
+    """``text`` with references replaced, and the error messages (empty when all is well).
+
+    The value of a variable in ``secret`` is registered as secret when it is used.
+    """
     errors: list[str] = []
 
     def replace(match: re.Match[str]) -> str:
@@ -46,12 +55,16 @@ def substitute_text(text: str, variables: Mapping[str, str]) -> tuple[str, list[
                 f"undefined variable ${{{name}}}; define it in apps[].vars (defined: {defined})"
             )
             return token
+        if name in secret:
+            REDACTOR.register(variables[name])
         return variables[name]
 
     return _TOKEN.sub(replace, text), errors
 
 
-def substitute(doc: LocatedDoc, variables: Mapping[str, str]) -> tuple[LocatedDoc, list[Problem]]:
+def substitute(
+    doc: LocatedDoc, variables: Mapping[str, str], secret: Collection[str] = ()
+) -> tuple[LocatedDoc, list[Problem]]:
     """``doc`` with every string value substituted; ``kind`` and keys are left as written."""
     problems: list[Problem] = []
 
@@ -59,7 +72,7 @@ def substitute(doc: LocatedDoc, variables: Mapping[str, str]) -> tuple[LocatedDo
         if isinstance(value, str):
             if "$" not in value:
                 return value
-            result, errors = substitute_text(value, variables)
+            result, errors = substitute_text(value, variables, secret)
             problems.extend(doc.problem(pointer, e) for e in errors)
             return result
         if isinstance(value, dict):
@@ -73,13 +86,13 @@ def substitute(doc: LocatedDoc, variables: Mapping[str, str]) -> tuple[LocatedDo
 
 
 def substitute_all(
-    docs: list[LocatedDoc], variables: Mapping[str, str]
+    docs: list[LocatedDoc], variables: Mapping[str, str], secret: Collection[str] = ()
 ) -> tuple[list[LocatedDoc], list[Problem]]:
-    """:func:`substitute` over every document."""
+    """:func:`substitute` over every document; ``secret`` names the secret variables."""
     out: list[LocatedDoc] = []
     problems: list[Problem] = []
     for doc in docs:
-        done, found = substitute(doc, variables)
+        done, found = substitute(doc, variables, secret)
         out.append(done)
         problems.extend(found)
     return out, problems

@@ -5,7 +5,9 @@ and are read on every fetch so a rotated token is picked up without a restart.
 This module turns a source's ``auth`` block and URL into what the transport
 needs (HTTP username and password, or an ``ssh`` command line), checks that
 the block fits the URL's transport, and redacts URLs and messages so a secret
-never reaches a log line or an error.
+never reaches a log line or an error. Every secret it reads (a token or
+password from the environment or a file, the password or lone user name in the
+URL) is registered with :mod:`gitopsd.redact`, so every other output masks it too.
 
 HTTP(S) tokens are sent as HTTP basic auth: username ``x-access-token`` (or
 ``auth.username`` when set) and the token as the password. GitHub (installation
@@ -26,6 +28,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 from gitopsd.config import SourceConfig
 from gitopsd.errors import SourceRejected
+from gitopsd.redact import REDACTOR
 
 TOKEN_USERNAME = "x-access-token"
 SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]{2,}):(?!//)(?P<path>.*)$")
@@ -194,13 +197,36 @@ def ssh_command(
     return shlex.join(args)
 
 
+def register_url_credentials(url: str) -> None:
+    """Mark the password in ``url`` (or, over http(s), a lone user name: often a token) secret."""
+    if "://" not in url:
+        return
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return
+    user, password = _url_credentials(parts)
+    if password:
+        REDACTOR.register_all({password, parts.password})
+    elif user and parts.scheme.lower() in ("http", "https"):
+        REDACTOR.register_all({user, parts.username})
+
+
 def resolve_credentials(config: SourceConfig, transport: Transport) -> Credentials:
     """Read the secrets of ``config.auth`` now; raise ``SourceRejected`` naming the bad key.
 
     A credential that does not fit the URL's transport (a token for an ssh URL,
     an SSH key for an https URL) is rejected too: it is a configuration mistake
-    that would otherwise surface as a confusing authentication failure.
+    that would otherwise surface as a confusing authentication failure. Every
+    secret read, and the credentials in the URL, are registered with
+    :mod:`gitopsd.redact`.
     """
+    register_url_credentials(config.url)
+    creds = _resolve(config, transport)
+    REDACTOR.register_all(creds.secrets)
+    return creds
+
+
+def _resolve(config: SourceConfig, transport: Transport) -> Credentials:
     auth = config.auth
     token_keys = [k for k in ("token_env", "token_file") if getattr(auth, k)]
     password_keys = [k for k in ("password_env", "password_file") if getattr(auth, k)]

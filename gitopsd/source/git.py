@@ -46,6 +46,7 @@ one repository do not read the same files again.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import threading
 import time
@@ -63,6 +64,7 @@ from dulwich.errors import GitProtocolError, NotGitRepository
 from dulwich.file import FileLocked
 from dulwich.objects import Commit, ObjectID
 from dulwich.refs import Ref
+from opentelemetry.trace import SpanKind
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from gitopsd.config import SourceConfig
@@ -78,6 +80,7 @@ from gitopsd.source.auth import (
     transport_of,
 )
 from gitopsd.source.remote import Remote, classify, close_remote, not_smart_http, open_remote
+from gitopsd.telemetry import instruments as ins
 
 log = structlog.get_logger(__name__)
 
@@ -148,6 +151,8 @@ class FetchStats:
     fetched: bool
     objects: int
     duration: float
+    #: Bytes of the packs the fetch wrote (0 when nothing was fetched).
+    bytes: int = 0
 
 
 class GitSource:
@@ -189,6 +194,7 @@ class GitSource:
         self._trees: dict[_TreeKey, dict[str, bytes]] = {}
         self._trees_commit: ObjectID | None = None
         self._trees_bytes = 0
+        self._fetched_bytes = 0  # of the fetch in progress (under the fetch lock)
 
     # -- fetch -------------------------------------------------------------
 
@@ -197,13 +203,36 @@ class GitSource:
         timeout = self.config.timeout
         deadline = time.monotonic() + timeout
         waiting = _Waiting()
-        try:
-            with anyio.fail_after(timeout):
-                stats, repack_due = await anyio.to_thread.run_sync(
-                    self._fetch_sync, deadline, waiting, abandon_on_cancel=True
+        started = time.monotonic()
+        labels = {ins.SOURCE: self.config.name}
+        with ins.tracer.start_as_current_span(
+            "git.fetch",
+            kind=SpanKind.CLIENT,
+            attributes={ins.SOURCE: self.config.name, ins.REF: self.config.ref},
+        ) as span:
+            try:
+                with anyio.fail_after(timeout):
+                    stats, repack_due = await anyio.to_thread.run_sync(
+                        self._fetch_sync, deadline, waiting, abandon_on_cancel=True
+                    )
+            except BaseException as exc:
+                ins.git_fetch_duration.record(
+                    time.monotonic() - started, {**labels, ins.RESULT: "error"}
                 )
-        except TimeoutError:
-            raise self._timed_out(waiting) from None
+                if isinstance(exc, TimeoutError):
+                    raise self._timed_out(waiting) from None
+                raise
+            span.set_attributes(
+                {
+                    ins.REVISION: stats.revision.commit,
+                    "gitopsd.git.fetched": stats.fetched,
+                    "gitopsd.git.objects": stats.objects,
+                    "gitopsd.git.bytes": stats.bytes,
+                }
+            )
+        ins.git_fetch_duration.record(time.monotonic() - started, {**labels, ins.RESULT: "ok"})
+        if stats.bytes:
+            ins.git_fetch_bytes.add(stats.bytes, labels)
         self._fetched(stats)
         if repack_due:  # not timed: a slow repack is not a slow remote
             await anyio.to_thread.run_sync(self._housekeeping, abandon_on_cancel=True)
@@ -220,6 +249,7 @@ class GitSource:
             commit=rev.commit,
             fetched=stats.fetched,
             objects=stats.objects,
+            bytes=stats.bytes,
             duration=round(stats.duration, 4),
         )
 
@@ -290,6 +320,7 @@ class GitSource:
             ) from None
         creds = resolve_credentials(self.config, transport)
         with self._locked(deadline, waiting):
+            self._fetched_bytes = 0
             commit, fetched, objects = self._sync_cache(transport, creds)
             self._record_fetch(commit.decode("ascii"))
             try:
@@ -298,7 +329,10 @@ class GitSource:
                 repack_due = False  # housekeeping only; the next fetch looks again
         self._repair_failed = None
         revision = Revision(self.config.name, self.config.ref, commit.decode("ascii"))
-        return FetchStats(revision, fetched, objects, time.monotonic() - started), repack_due
+        stats = FetchStats(
+            revision, fetched, objects, time.monotonic() - started, self._fetched_bytes
+        )
+        return stats, repack_due
 
     def _record_fetch(self, commit: str) -> None:
         """Remember when the configured ref was resolved (caller holds the cache lock)."""
@@ -620,7 +654,12 @@ class GitSource:
             self._fail(exc, creds, remote.transport)
         if not requested:
             return None
-        return cache.count_objects(repo, cache.pack_names(self.path) - before)
+        new = cache.pack_names(self.path) - before
+        for name in new:
+            with contextlib.suppress(OSError):
+                pack = self.path / "objects" / "pack" / f"{name}.pack"
+                self._fetched_bytes += pack.stat().st_size
+        return cache.count_objects(repo, new)
 
     def _find_commit(self, repo: cache.CacheRepo, commit: str) -> ObjectID | None:
         try:

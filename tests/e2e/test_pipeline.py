@@ -184,7 +184,7 @@ def test_failed_rollout_is_rolled_back_by_the_circuit_breaker(env: Env) -> None:
     assert run.code == 2
     assert "rollout Service/web: ROLLED_BACK: web:2 failed" in run.out
     assert "ECS rolled back to web:1" in run.out
-    assert "ALERT app web: RolloutFailed" in run.err
+    assert "ALERT app web: RolledBack" in run.err
     web = env.service("web")
     assert web["taskDefinition"] == good
     # Git still says "broken": the app is out of sync until Git is fixed.

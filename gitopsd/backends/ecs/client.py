@@ -11,6 +11,7 @@ classified: :class:`BackendUnavailable` (a retry may help) or
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -30,6 +31,7 @@ from botocore.exceptions import (
     NoRegionError,
     ReadTimeoutError,
 )
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -40,6 +42,7 @@ from tenacity import (
 from gitopsd.backends.ecs.pacing import Pacer
 from gitopsd.config import AwsConfig
 from gitopsd.errors import BackendRejected, BackendUnavailable, leaf_error
+from gitopsd.telemetry import instruments as ins
 
 log = structlog.get_logger(__name__)
 
@@ -155,6 +158,27 @@ def classify(op: str, exc: BaseException) -> BackendUnavailable | BackendRejecte
     return BackendRejected(f"ECS {op} failed: {type(exc).__name__}: {exc}")
 
 
+def _error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _request_id(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("ResponseMetadata", {}).get("RequestId", ""))
+    return ""
+
+
+def _record_attempt(labels: dict[str, str], outcome: str, error: str, started: float) -> None:
+    """One attempt in the AWS call metrics (``error.type`` only on failures)."""
+    attributes = {**labels, ins.OUTCOME: outcome}
+    if error:
+        attributes[ins.ERROR_TYPE] = error
+    ins.aws_calls.add(1, attributes)
+    ins.aws_duration.record(time.monotonic() - started, attributes)
+
+
 def _retryable_message(code: str, message: str) -> bool:
     lowered = message.lower()
     return any(code == c and fragment.lower() in lowered for c, fragment in RETRYABLE_MESSAGES)
@@ -228,30 +252,48 @@ class EcsClient:
         """
         method: Callable[..., Awaitable[dict[str, Any]]] = getattr(self._client, _snake(op))
         uncertain = False
+        attempts = 0
+        throttled = False
+        labels = {ins.RPC_SYSTEM: "aws-api", ins.RPC_SERVICE: "ECS", ins.RPC_METHOD: op}
 
         async def attempt() -> dict[str, Any]:
-            nonlocal uncertain
+            nonlocal uncertain, attempts, throttled
             if uncertain and recover is not None:
                 found = await recover()
                 if found is not None:
                     log.warning("aws.write_recovered", op=op)
+                    span.set_attribute("gitopsd.aws.recovered", True)
                     return found
             delay = self.pacer.reserve(op)
             if delay > 0:
                 log.info("aws.paced", op=op, wait=round(delay, 3))
                 await anyio.sleep(delay)
             self.calls[op] += 1
+            attempts += 1
+            started = time.monotonic()
             try:
                 async with self._limit:
                     with anyio.fail_after(self._aws.call_timeout):
-                        return await method(**params)
+                        answer = await method(**params)
             except Exception as exc:
+                code = _error_code(exc)
+                outcome = "throttled" if code in NOT_APPLIED_CODES else "error"
+                throttled = throttled or outcome == "throttled"
+                _record_attempt(labels, outcome, code or type(exc).__name__, started)
+                request_id = _request_id(exc)
+                if request_id:
+                    span.set_attribute(ins.REQUEST_ID, request_id)
                 error = classify(op, exc)
                 if isinstance(error, BackendUnavailable):
                     uncertain = uncertain or error.maybe_applied
                     log.warning("aws.retry", op=op, error=str(error))
                     raise _Retryable(error) from exc
                 raise error from exc
+            _record_attempt(labels, "ok", "", started)
+            request_id = str(answer.get("ResponseMetadata", {}).get("RequestId", ""))
+            if request_id:
+                span.set_attribute(ins.REQUEST_ID, request_id)
+            return answer
 
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(_Retryable),
@@ -259,12 +301,24 @@ class EcsClient:
             stop=stop_after_attempt(self._aws.max_attempts),
             reraise=True,
         )
-        try:
-            async for state in retrying:
-                with state:
-                    return await attempt()
-        except _Retryable as exc:
-            raise exc.error from exc.__cause__
+        with ins.tracer.start_as_current_span(
+            f"ECS/{op}",
+            kind=SpanKind.CLIENT,
+            attributes={**labels, "cloud.region": self._region or ""},
+            record_exception=False,
+        ) as span:
+            try:
+                async for state in retrying:
+                    with state:
+                        return await attempt()
+            except _Retryable as exc:
+                span.set_status(Status(StatusCode.ERROR, str(exc.error)))
+                raise exc.error from exc.__cause__
+            except BackendRejected as exc:
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                raise
+            finally:
+                span.set_attributes({ins.ATTEMPTS: attempts, ins.THROTTLED: throttled})
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- reads -------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from typing import Any
 
 import anyio
 import structlog
+from opentelemetry.trace import Span, Status, StatusCode
 
 from gitopsd.backends.base import Applied, RolloutStatus
 from gitopsd.backends.ecs.client import EcsClient
@@ -44,6 +45,7 @@ from gitopsd.backends.ecs.planner import primary_deployment, td_label
 from gitopsd.config import AppConfig
 from gitopsd.errors import BackendRejected, BackendUnavailable, GitopsdError
 from gitopsd.state import JsonRecord
+from gitopsd.telemetry import instruments as ins
 
 log = structlog.get_logger(__name__)
 
@@ -125,6 +127,39 @@ class RolloutWatcher:
         self._last_status = ""
         #: ECS has been seen rolling back this rollout: gitopsd must never roll back on top.
         self.ecs_rolling_back = False
+        #: The rollout's span while it is watched (see :func:`watch_rollouts`).
+        self.span: Span | None = None
+
+    def start_span(self) -> None:
+        t = self.target
+        self.span = ins.tracer.start_span(
+            "rollout",
+            attributes={
+                ins.APP: self.app.name,
+                ins.SERVICE: t.service,
+                ins.CLUSTER: self.app.cluster,
+                "aws.ecs.task_definition.arn": t.td_arn,
+                "gitopsd.deployment.id": t.deployment_id,
+                "gitopsd.rollout.adopted": t.adopted,
+            },
+        )
+
+    def end_span(self, verdict: Verdict) -> None:
+        if self.span is None:
+            return
+        t = self.target
+        self.span.set_attributes(
+            {
+                ins.SERVICE_DEPLOYMENT: t.service_deployment,
+                "gitopsd.deployment.id": t.deployment_id,
+                ins.RESULT: verdict.state,
+                "gitopsd.rollout.by_ecs": verdict.by_ecs,
+            }
+        )
+        if verdict.state != "COMPLETED":
+            self.span.set_status(Status(StatusCode.ERROR, f"{verdict.state}: {verdict.message}"))
+        self.span.end()
+        self.span = None
 
     @property
     def td_arn(self) -> str:
@@ -133,6 +168,8 @@ class RolloutWatcher:
     def say(self, message: str) -> None:
         """Record one progress line and pass it on."""
         self.events.append(message)
+        if self.span is not None:
+            self.span.add_event("rollout.progress", {"message": message})
         log.info("rollout.progress", app=self.app.name, service=self.service, message=message)
         if self.progress is not None:
             self.progress(self.key, message)
@@ -367,6 +404,42 @@ async def watch_rollouts(
         _Run(RolloutWatcher(app, t, progress), _deadline(t, timeout, poll_interval))
         for t in targets
     ]
+    for r in runs:
+        r.watcher.start_span()
+    try:
+        await _judge(client, app, runs, timeout, poll_interval, last_good, roll_back)
+    finally:
+        for r in runs:
+            r.watcher.end_span(r.verdict or Verdict("TIMED_OUT", "not judged (cancelled)"))
+    statuses = []
+    for r in sorted(runs, key=lambda r: r.watcher.service):
+        assert r.verdict is not None
+        state = r.verdict.state
+        log.info("rollout.outcome", app=app.name, service=r.watcher.service, state=state)
+        ins.rollouts.add(1, {ins.APP: app.name, ins.RESULT: state})
+        t = r.watcher.target
+        statuses.append(
+            RolloutStatus(
+                r.watcher.key,
+                state,
+                r.verdict.message,
+                tuple(r.watcher.events),
+                t.service_deployment or t.deployment_id,
+            )
+        )
+    return statuses
+
+
+async def _judge(
+    client: EcsClient,
+    app: AppConfig,
+    runs: list[_Run],
+    timeout: float,
+    poll_interval: float,
+    last_good: JsonRecord,
+    roll_back: bool,
+) -> None:
+    """Poll every run to a verdict, then roll back the failed ones the policy allows."""
     await _poll(client, app, runs, poll_interval)
     for r in runs:
         verdict = r.verdict or Verdict("TIMED_OUT", "no steady state in time")
@@ -388,16 +461,6 @@ async def watch_rollouts(
                 client, app, r.watcher, verdict, last_good, timeout, poll_interval
             )
         r.verdict = verdict
-    statuses = []
-    for r in sorted(runs, key=lambda r: r.watcher.service):
-        assert r.verdict is not None
-        log.info("rollout.outcome", app=app.name, service=r.watcher.service, state=r.verdict.state)
-        statuses.append(
-            RolloutStatus(
-                r.watcher.key, r.verdict.state, r.verdict.message, tuple(r.watcher.events)
-            )
-        )
-    return statuses
 
 
 async def _remember(record: JsonRecord, service: str, td_arn: str) -> None:

@@ -5,13 +5,16 @@ backend; it learns the kinds from a :class:`~gitopsd.manifests.schema.Schema`.
 This module builds ECS's from botocore's ECS model (:mod:`.service_model`):
 the kinds and the members that name them, the read-only fields that
 ``aws ecs describe-*`` prints and the write calls do not take (dropped from
-pasted output), and :func:`~gitopsd.backends.ecs.validate.validate_documents`.
+pasted output), :func:`~gitopsd.backends.ecs.validate.validate_documents`, and
+:func:`~gitopsd.backends.ecs.secrets.secret_values` (which values render registers
+as secret).
 """
 
 from __future__ import annotations
 
 import functools
 
+from gitopsd.backends.ecs.secrets import secret_values
 from gitopsd.backends.ecs.service_model import KIND_NAME_FIELDS, KIND_OPERATIONS, ecs_model
 from gitopsd.backends.ecs.validate import validate_documents
 from gitopsd.manifests.schema import Kind, Schema
@@ -66,4 +69,4 @@ def ecs_schema() -> Schema:
         )
         for kind in KIND_OPERATIONS
     ]
-    return Schema.of(kinds, validate_documents, DESCRIBE_COMMAND)
+    return Schema.of(kinds, validate_documents, DESCRIBE_COMMAND, secret_values)
