@@ -469,3 +469,14 @@ async def post_json(
     if status == 429 or status >= 500:
         raise DeliveryError(f"answered {status}: {text}")
     raise PermanentDeliveryError(f"answered {status}: {text}")
+
+
+def string_option(options: Mapping[str, Any], key: str) -> str | None:
+    """A notifier plugin's optional string option, stripped; ``ValueError("key: ...")`` when
+    it is set to something else than a non-empty string."""
+    value = options.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{key}: must be a non-empty string")
+    return value.strip()

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from gitopsd.alerts import Alert, post_json
+from gitopsd.alerts import Alert, post_json, string_option
 from gitopsd.events import RECOVERED, Event
 from gitopsd.plugins import hookimpl
 from gitopsd.redact import register
@@ -193,22 +193,13 @@ class SlackNotifier:
         await post_json(self.url, body, timeout=self.timeout)
 
 
-def _string(options: Mapping[str, Any], key: str) -> str | None:
-    value = options.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{key}: must be a non-empty string")
-    return value.strip()
-
-
 def _url(options: Mapping[str, Any]) -> str:
     if "url" in options:
         raise ValueError(
             "url: an inline webhook URL is refused (the URL is the credential): put it in an "
             "environment variable and set url_env, or in a file and set url_file"
         )
-    env, file = _string(options, "url_env"), _string(options, "url_file")
+    env, file = string_option(options, "url_env"), string_option(options, "url_file")
     if env is not None and file is not None:
         raise ValueError("url_env: give either url_env or url_file, not both")
     if env is not None:
@@ -246,7 +237,7 @@ def build(options: Mapping[str, Any]) -> SlackNotifier:
         )
     url = _url(options)
     return SlackNotifier(
-        url, channel=_string(options, "channel"), username=_string(options, "username")
+        url, channel=string_option(options, "channel"), username=string_option(options, "username")
     )
 
 

@@ -57,7 +57,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore import exceptions as boto
 
-from gitopsd.alerts import Alert, DeliveryError, PermanentDeliveryError
+from gitopsd.alerts import Alert, DeliveryError, PermanentDeliveryError, string_option
 from gitopsd.plugins import hookimpl
 
 __all__ = ["SnsNotifier", "classify", "gitopsd_notifier", "publish_args"]
@@ -292,15 +292,6 @@ class SnsNotifier:
                 await stack.aclose()
 
 
-def _string(options: Mapping[str, Any], key: str) -> str | None:
-    value = options.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{key}: must be a non-empty string")
-    return value.strip()
-
-
 def build(options: Mapping[str, Any]) -> SnsNotifier:
     """The notifier for the plugin's own options; ``ValueError("key: message")`` if bad."""
     unknown = sorted(set(options) - set(OPTIONS))
@@ -309,20 +300,23 @@ def build(options: Mapping[str, Any]) -> SnsNotifier:
             f"{unknown[0]}: unknown option (the sns notifier takes {', '.join(OPTIONS)} "
             "and the common notifier options)"
         )
-    topic_arn = _string(options, "topic_arn")
+    topic_arn = string_option(options, "topic_arn")
     if topic_arn is None:
         raise ValueError("topic_arn: required (arn:aws:sns:REGION:ACCOUNT:NAME)")
     match = _TOPIC_ARN.match(topic_arn)
     if match is None:
         raise ValueError(f"topic_arn: {topic_arn!r} is not an SNS topic ARN (arn:aws:sns:...)")
-    region = _string(options, "region") or match.group("region")
+    region = string_option(options, "region") or match.group("region")
     if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d+", region):
         raise ValueError(f"region: {region!r} is not an AWS region name (e.g. us-east-1)")
-    endpoint_url = _string(options, "endpoint_url")
+    endpoint_url = string_option(options, "endpoint_url")
     if endpoint_url is not None and not re.match(r"^https?://[^/\s]+", endpoint_url):
         raise ValueError("endpoint_url: must be an http:// or https:// URL")
     return SnsNotifier(
-        topic_arn, region=region, endpoint_url=endpoint_url, profile=_string(options, "profile")
+        topic_arn,
+        region=region,
+        endpoint_url=endpoint_url,
+        profile=string_option(options, "profile"),
     )
 
 

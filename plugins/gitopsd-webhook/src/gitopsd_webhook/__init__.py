@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from gitopsd.alerts import Alert, post_json
+from gitopsd.alerts import Alert, post_json, string_option
 from gitopsd.plugins import hookimpl
 from gitopsd.redact import register
 
@@ -136,15 +136,6 @@ class WebhookNotifier:
         await post_json(self.url, {}, headers=headers, data=body, timeout=self.timeout)
 
 
-def _string(options: Mapping[str, Any], key: str) -> str | None:
-    value = options.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{key}: must be a non-empty string")
-    return value.strip()
-
-
 def _check_url(key: str, url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -154,7 +145,7 @@ def _check_url(key: str, url: str) -> str:
 
 
 def _url(options: Mapping[str, Any]) -> str:
-    inline, env = _string(options, "url"), _string(options, "url_env")
+    inline, env = string_option(options, "url"), string_option(options, "url_env")
     if inline is not None and env is not None:
         raise ValueError("url: give either url or url_env, not both")
     if inline is not None:
@@ -169,7 +160,7 @@ def _url(options: Mapping[str, Any]) -> str:
 
 
 def _secret(options: Mapping[str, Any]) -> bytes | None:
-    env, file = _string(options, "secret_env"), _string(options, "secret_file")
+    env, file = string_option(options, "secret_env"), string_option(options, "secret_file")
     if env is not None and file is not None:
         raise ValueError("secret_env: give either secret_env or secret_file, not both")
     if env is not None:
