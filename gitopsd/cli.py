@@ -21,10 +21,10 @@ from typing import Any
 
 import anyio
 
-from gitopsd import __version__
+from gitopsd import __version__, config_source
 from gitopsd.backends.base import Applied
 from gitopsd.backends.ecs.backend import EcsBackend
-from gitopsd.config import AppConfig, Config, load_config
+from gitopsd.config import AppConfig, Config
 from gitopsd.engine.journal import RunJournal
 from gitopsd.engine.outcome import Outcome
 from gitopsd.engine.reconcile import Mode, Reconciler
@@ -89,8 +89,9 @@ class ConsoleListener:
         print(self.paint(f"  app {app}: warning: {message}", "yellow"), flush=True)
 
 
-def _default_config() -> str:
-    return os.environ.get("GITOPSD_CONFIG", "gitopsd.toml")
+def _config(args: argparse.Namespace) -> Config:
+    """The configuration from ``--config``, else the environment (:mod:`gitopsd.config_source`)."""
+    return config_source.load(config_source.resolve(args.config))
 
 
 def _select(cfg: Config, names: Sequence[str]) -> list[AppConfig]:
@@ -161,7 +162,7 @@ async def _watch_signals(scope: anyio.CancelScope, caught: list[int]) -> None:
 def _load(args: argparse.Namespace) -> Config:
     if getattr(args, "dir", None):
         args.dir = Path(args.dir).resolve()
-    cfg = load_config(args.config)
+    cfg = _config(args)
     _observe(cfg, args)
     return cfg
 
@@ -246,8 +247,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from gitopsd.daemon import run_agent
 
-    _observe(load_config(args.config), args)  # a bad configuration stops it here
-    return anyio.run(run_agent, args.config)
+    source = config_source.resolve(args.config)
+    config = config_source.load(source)
+    _observe(config, args)  # a bad configuration stops it here
+    return anyio.run(run_agent, source, config)
 
 
 def _socket(args: argparse.Namespace) -> Path | str:
@@ -257,7 +260,7 @@ def _socket(args: argparse.Namespace) -> Path | str:
     remote = getattr(args, "agent", None) or os.environ.get("GITOPSD_AGENT_URL")
     if remote:
         return str(remote)
-    return control_socket(load_config(args.config))
+    return control_socket(_config(args))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -410,7 +413,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_plugins(args: argparse.Namespace) -> int:
     from gitopsd.plugins import PluginRegistry, format_plugins
 
-    options = load_config(args.config).plugins if Path(args.config).exists() else {}
+    source = config_source.resolve(args.config)
+    options = config_source.load(source).plugins if source.exists() else {}
     registry = PluginRegistry.discover(options)
     print(format_plugins(registry), end="")
     registry.configure()  # a plugin refusing its options is a configuration error (exit 2)
@@ -427,8 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "-c",
         "--config",
-        default=_default_config(),
-        help="the TOML configuration (default: $GITOPSD_CONFIG or ./gitopsd.toml)",
+        default=None,
+        help="the TOML configuration file (default: the TOML text in $GITOPSD_CONFIG_TOML, or "
+        "the SSM parameter $GITOPSD_CONFIG_SSM, else the file $GITOPSD_CONFIG or ./gitopsd.toml)",
     )
     common.add_argument(
         "--log-level",

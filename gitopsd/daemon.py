@@ -24,10 +24,11 @@ import structlog
 
 from gitopsd import __version__
 from gitopsd.backends.ecs.backend import EcsBackend
-from gitopsd.config import Config, load_config
+from gitopsd.config import Config
+from gitopsd.config_source import ConfigSource, aload
 from gitopsd.engine.agent import Agent, ControlRefused
 from gitopsd.engine.sources import SourceSet
-from gitopsd.errors import ConfigError
+from gitopsd.errors import ConfigError, TemporaryError
 from gitopsd.http import ControlError, serve_http
 from gitopsd.plugins import EventBus, event_bus
 from gitopsd.state import StateDir
@@ -69,15 +70,15 @@ class AgentView:
             raise ControlError(str(exc), exc.status) from None
 
 
-async def run_agent(config_path: str) -> int:
-    """Serve until SIGTERM/SIGINT (exit 0); reload on SIGHUP."""
-    config = load_config(config_path)
+async def run_agent(source: ConfigSource, config: Config | None = None) -> int:
+    """Serve until SIGTERM/SIGINT (exit 0); reload on SIGHUP (``source`` is read again)."""
+    config = config or await aload(source)
     telemetry = setup_telemetry(config.telemetry, version=__version__)
     bus = event_bus(config.plugins)  # a bad [plugins] table is refused before anything starts
     try:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             while True:
-                reloaded = await _serve(config, config_path, bus, telemetry, signals)
+                reloaded = await _serve(config, source, bus, telemetry, signals)
                 if reloaded is None:
                     log.info("agent.stopped")
                     return 0
@@ -88,7 +89,7 @@ async def run_agent(config_path: str) -> int:
 
 async def _serve(
     config: Config,
-    config_path: str,
+    source: ConfigSource,
     bus: EventBus,
     telemetry: Telemetry,
     signals: AsyncIterator[int],
@@ -123,16 +124,16 @@ async def _serve(
                 async for signum in signals:
                     if signum == signal.SIGHUP:
                         try:
-                            new = load_config(config_path)
+                            new = await aload(source)
                             reload_to = (new, event_bus(new.plugins))
-                        except ConfigError as exc:
+                        except (ConfigError, TemporaryError) as exc:
                             log.error(
                                 "agent.reload_refused",
                                 error=str(exc),
                                 hint="the running configuration goes on",
                             )
                             continue
-                        log.info("agent.reloading", config=config_path)
+                        log.info("agent.reloading", config=source.label)
                     else:
                         log.info("agent.stopping", signal=signal.Signals(signum).name)
                     break
