@@ -338,6 +338,8 @@ class HttpConfig(_Strict):
     address: str = "127.0.0.1:8099"
     #: The largest webhook body accepted.
     max_body: Size = 1024 * 1024
+    delivery_retention: Duration = 86400.0
+    """How long webhook delivery ids are remembered: a delivery seen again within it is ignored."""
     webhooks: list[WebhookConfig] = []
     #: A bearer token that also allows the write actions (``POST /api/v1/control``) on the
     #: HTTP address, for a remote CLI; unset, they are only on the control socket.
@@ -400,6 +402,33 @@ class TelemetryConfig(_Strict):
         return value
 
 
+class StateConfig(_Strict):
+    """Where the agent keeps what must survive a restart (see docs/state.md)."""
+
+    backend: Literal["dir", "dynamodb"] = "dir"
+    """``dir``: files under ``[daemon].state_dir``; ``dynamodb``: an Amazon DynamoDB table
+    (for Fargate, whose disk is lost when the task is replaced)."""
+    table: str | None = None
+    """The DynamoDB table (``backend = "dynamodb"``); never created by gitopsd: see docs/state.md."""
+    region: str | None = None
+    """The table's region (default: ``[aws].region``); the endpoint is ``[aws].endpoint_url``."""
+
+    @field_validator("table")
+    @classmethod
+    def _table_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Za-z0-9_.-]{3,255}$", value):
+            raise ValueError(
+                f"{value!r} is not a DynamoDB table name (3 to 255 letters, digits, '_', '-', '.')"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _table_needed(self) -> StateConfig:
+        if self.backend == "dynamodb" and not self.table:
+            raise ValueError('backend = "dynamodb" needs table = "..." (see docs/state.md)')
+        return self
+
+
 class LogConfig(_Strict):
     """Logs (stderr): the command line's ``--log-level`` / ``--log-format`` win."""
 
@@ -416,6 +445,7 @@ class Config(_Strict):
     http: HttpConfig = HttpConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     log: LogConfig = LogConfig()
+    state: StateConfig = StateConfig()
     #: ``[plugins.NAME]``: ``enabled`` (default true) and the plugin's own options, which the
     #: plugin validates (``gitopsd plugins`` lists what was found).
     plugins: dict[str, dict[str, Any]] = {}

@@ -35,6 +35,21 @@ import anyio.to_thread
 from gitopsd.errors import AppLocked
 
 
+def write_json_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically: a temporary file, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class JsonRecord:
     """One JSON object stored in one file; read lazily, written atomically."""
 
@@ -52,17 +67,7 @@ class JsonRecord:
         return data if isinstance(data, dict) else {}
 
     def save(self, data: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=2, sort_keys=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomic(self.path, json.dumps(data, indent=2, sort_keys=True))
 
     def update(self, **values: Any) -> None:
         """Merge ``values`` into the record (call it while holding the app's lock)."""

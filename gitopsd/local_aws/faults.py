@@ -57,12 +57,18 @@ FAULT_STATUS: dict[str, int] = {
     "ServerException": 500,
     "ServiceUnavailableException": 503,
     "AccessDeniedException": 400,
+    # DynamoDB's (the state store's table): throttled, and a server fault.
+    "ProvisionedThroughputExceededException": 400,
+    "InternalServerError": 500,
 }
 FAULT_MESSAGE: dict[str, str] = {
     "ThrottlingException": "Rate exceeded",
     "ServerException": "Service encountered an internal error (injected).",
     "ServiceUnavailableException": "Service unavailable (injected).",
     "AccessDeniedException": "User is not authorized to perform this action (injected).",
+    "ProvisionedThroughputExceededException": "The level of configured provisioned throughput "
+    "for the table was exceeded (injected).",
+    "InternalServerError": "Internal server error (injected).",
 }
 #: ``error`` value that closes the connection instead of answering.
 DROP = "drop"
