@@ -123,6 +123,7 @@ class Alert:
             "title": self.title,
             "at": e.at,
             "deployment": e.deployment,
+            "rollout": e.progress.to_json() if e.progress is not None else None,
             "fields": list(e.fields),
             "changes": [
                 {

@@ -8,16 +8,22 @@ words as the Ready condition: ``ApplyFailed``, ``RolledBack``...) and a human
 does not depend on the ECS backend or on the engine's classes.
 
 The engine builds them (:mod:`gitopsd.engine.announce` from a finished pass,
-the agent for drift and condition changes) and hands them to an
-:class:`EventSink` (the plugin event bus), which never blocks the pass.
+the reconciler for each rollout stage change, the agent for drift and condition
+changes) and hands them to an :class:`EventSink` (the plugin event bus), which
+never blocks the pass.
+
+A ``rollout_progressed`` event carries a :class:`RolloutProgress`: the stage a
+watched rollout left and the one it reached (:class:`RolloutStage`, the
+platform's status plus, where the platform has one, the step inside it). The
+backend reports it through the callback of ``Backend.verify``.
 """
 
 from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 # Event kinds.
 RECONCILE_STARTED = "reconcile_started"
@@ -90,6 +96,67 @@ class Change:
 
 
 @dataclass(frozen=True)
+class RolloutStage:
+    """Where a rollout stands, in the platform's words.
+
+    ``status`` is the deployment's status (ECS: the service deployment's
+    ``status``, PENDING, IN_PROGRESS, SUCCESSFUL, ROLLBACK_REQUESTED,
+    ROLLBACK_IN_PROGRESS, ROLLBACK_SUCCESSFUL, ROLLBACK_FAILED, STOPPED...; without
+    the service deployments API the deployment's ``rolloutState``). ``lifecycle``
+    is the step inside it when the platform reports one (ECS: ``lifecycleStage``,
+    e.g. SCALE_UP, PRODUCTION_TRAFFIC_SHIFT, BAKE_TIME), else "". ``str()`` gives
+    ``STATUS`` or ``STATUS/LIFECYCLE``; the empty stage (nothing seen yet) is "".
+    """
+
+    status: str = ""
+    lifecycle: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.status}/{self.lifecycle}" if self.lifecycle else self.status
+
+
+@dataclass(frozen=True)
+class RolloutProgress:
+    """A watched rollout moved from one stage to another (never sent for counts moving).
+
+    ``key`` is the resource (``Service/web``); ``deployment`` the platform's id of
+    the deployment (ECS: the service deployment ARN, else the ``ecs-svc/...`` id);
+    ``target`` what it rolls out (ECS: the task definition ARN). ``previous`` is
+    the empty :class:`RolloutStage` on the first observation. ``rollback`` is True
+    for a rollback deployment gitopsd started itself (the platform's own rollback
+    shows in ``stage.status``). ``strategy`` is the platform's deployment strategy
+    when known (ECS: ROLLING, BLUE_GREEN, LINEAR, CANARY), else "". ``details``
+    carries further facts of the stage as sorted ``(name, value)`` string pairs
+    (ECS: ``running``, ``desired``, ``failed`` task counts at the change; later
+    strategies add theirs, e.g. a traffic share or a bake time), so a new
+    platform feature adds pairs, not fields. ``message`` is for people.
+    """
+
+    key: str
+    stage: RolloutStage
+    previous: RolloutStage = RolloutStage()
+    deployment: str = ""
+    target: str = ""
+    message: str = ""
+    rollback: bool = False
+    strategy: str = ""
+    details: tuple[tuple[str, str], ...] = ()
+    at: float = field(default_factory=time.time)
+
+    @property
+    def transition(self) -> str:
+        """``"IN_PROGRESS -> SUCCESSFUL"`` (``"(none)"`` for the empty stage)."""
+        return f"{self.previous or '(none)'} -> {self.stage}"
+
+    def to_json(self) -> dict[str, Any]:
+        """As JSON (the generic webhook's ``rollout``): stages as ``{"status", "lifecycle"}``,
+        ``details`` as an object."""
+        doc = asdict(self)
+        doc["details"] = dict(self.details)
+        return doc
+
+
+@dataclass(frozen=True)
 class Event:
     """One thing that happened to one app.
 
@@ -101,7 +168,8 @@ class Event:
     names what the event is about (resource keys for applied, pruned and drift
     events); ``changes`` the field diff where there is one. ``deployment`` is
     the backend's id of the rollout concerned (ECS: the service deployment ARN,
-    else the ``ecs-svc/...`` id), "" when none.
+    else the ``ecs-svc/...`` id), "" when none. ``progress`` is set on
+    ``rollout_progressed`` events only.
     """
 
     kind: str
@@ -118,11 +186,18 @@ class Event:
     link: str = ""
     source: str = ""
     changes: tuple[Change, ...] = ()
+    progress: RolloutProgress | None = None
 
     def dedup_key(self) -> tuple[str, str, str, str]:
         """What makes two events "the same alert": volatile parts (``at``, the message with
-        its durations and task ids, deployment ids) left out."""
-        return (self.kind, self.app, self.reason, self.revision)
+        its durations and task ids, deployment ids) left out. For ``rollout_progressed``
+        the reason also names the resource, what it rolls out and the stage change, so
+        the steps of one rollout are different alerts."""
+        reason = self.reason
+        if self.progress is not None:
+            p = self.progress
+            reason = f"{reason} {p.key} {p.target} {p.transition}"
+        return (self.kind, self.app, reason, self.revision)
 
 
 class EventSink(Protocol):

@@ -334,6 +334,15 @@ def redact_event(event: Event) -> Event:
             )
             for c in event.changes
         ),
+        progress=(
+            None
+            if event.progress is None
+            else replace(
+                event.progress,
+                message=redact(event.progress.message),
+                details=tuple((k, redact(v)) for k, v in event.progress.details),
+            )
+        ),
     )
 
 

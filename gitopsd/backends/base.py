@@ -5,7 +5,9 @@ renders with), turns rendered resources into a typed plan against live state
 (with each live resource's health), applies a plan while telling a
 :class:`Journal` about every write as it is made, and verifies that what it
 applied, and anything the plan found still rolling out or failed, reached a
-steady state. Amazon ECS (``gitopsd.backends.ecs``) is one backend.
+steady state, telling the caller each time a watched rollout changes stage
+(:data:`OnProgress`, a :class:`~gitopsd.events.RolloutProgress`). Amazon ECS
+(``gitopsd.backends.ecs``) is one backend.
 
 Prune is opt-in per app (``[apps.sync].prune``): the backend finds what carries
 the app's ownership mark but is no longer declared (:class:`PrunePlan`, read-only),
@@ -14,13 +16,31 @@ and removes exactly that when asked.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from gitopsd.config import AppConfig
+from gitopsd.events import RolloutProgress, RolloutStage
 from gitopsd.manifests.schema import Schema
 from gitopsd.model import ChangeSet, Resource, Revision
+
+#: Called by ``Backend.verify`` once per stage change of a watched rollout (never per poll);
+#: must return at once and not raise.
+OnProgress = Callable[[RolloutProgress], None]
+
+__all__ = [
+    "Applied",
+    "ApplyResult",
+    "Backend",
+    "Journal",
+    "OnProgress",
+    "PruneItem",
+    "PrunePlan",
+    "RolloutProgress",
+    "RolloutStage",
+    "RolloutStatus",
+]
 
 
 @dataclass(frozen=True)
@@ -162,11 +182,20 @@ class Backend(Protocol):
         """
 
     async def verify(
-        self, app: AppConfig, changeset: ChangeSet, result: ApplyResult, timeout: float
+        self,
+        app: AppConfig,
+        changeset: ChangeSet,
+        result: ApplyResult,
+        timeout: float,
+        *,
+        on_progress: OnProgress | None = None,
     ) -> Sequence[RolloutStatus]:
         """Follow what ``apply`` started, and whatever the change set found unsettled, until
         each is steady, failed, rolled back or ``timeout`` passes. Records what reached a
-        steady state on the desired revision (the rollback target of later passes)."""
+        steady state on the desired revision (the rollback target of later passes).
+
+        ``on_progress`` hears each stage change of each watched rollout (a rollback the
+        backend starts included) once, as it is seen; counts moving are not a change."""
 
     async def plan_prune(self, app: AppConfig, resources: Sequence[Resource]) -> PrunePlan:
         """What carries ``app``'s ownership mark in its target but is not in ``resources``

@@ -54,6 +54,8 @@ from gitopsd.events import (
 )
 from gitopsd.model import Resource, Revision
 from gitopsd.state import JsonRecord, StateDir
+from gitopsd.statestore import AGENT, StateStore, StateStoreError, update
+from gitopsd.statestore.dirstore import DirStore
 from gitopsd.telemetry import instruments as ins
 
 log = structlog.get_logger(__name__)
@@ -86,15 +88,19 @@ class Agent:
         *,
         events: EventSink | None = None,
         rng: random.Random | None = None,
+        store: StateStore | None = None,
     ) -> None:
         self.config = config
         self.sources = sources
         self.events = events
-        self.reconciler = Reconciler(config, backend, sources, events=events)
+        #: What survives a restart (docs/state.md); the state directory's store by default.
+        self.store = store or DirStore(config.daemon.state_dir / "store")
+        self.reconciler = Reconciler(config, backend, sources, events=events, store=self.store)
         self.scheduler = Scheduler(config, rng)
         self.state = StateDir(config.daemon.state_dir)
         self.limiter = anyio.CapacityLimiter(config.daemon.max_parallel_apps)
         self.app_status = {a.name: AppStatus(a.name) for a in config.apps}
+        self.reconciler.on_rollout = lambda app, p: self.app_status[app].rollout(p)
         self._apps = {a.name: a for a in config.apps}
         self._wake = {a.name: anyio.Event() for a in config.apps}
         self._due: dict[str, float | None] = {a.name: 0.0 for a in config.apps}
@@ -110,14 +116,20 @@ class Agent:
         self._stopping = False
         self._idle = anyio.Event()
         self._last_tick = 0.0
+        self._next_polls: dict[str, float] = {}  # wall clock, per source
         self._tg: anyio.abc.TaskGroup | None = None
         #: Apps with a problem (not Ready, or drifted) announced: a recovery is owed.
         self._troubled: set[str] = set()
+        #: Wall-clock time before which a drift fight is not healed again (survives restarts).
+        self._heal_after: dict[str, float] = {}
+        #: Each app's record as last read from or written to the store.
+        self._saved: dict[str, dict[str, Any]] = {}
 
     def _source_names(self) -> list[str]:
         return sorted({a.source for a in self.config.apps})
 
-    def _record(self, app: str) -> JsonRecord:
+    def _legacy_record(self, app: str) -> JsonRecord:
+        """Where gitopsd < 0.x kept the record (imported into the store once)."""
         return JsonRecord(self.state.app_dir(app) / "agent.json")
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -182,26 +194,65 @@ class Agent:
             await anyio.sleep(TICK)
 
     async def _load_records(self) -> None:
+        """Each app's record from the store (a store that cannot be read stops the start:
+        starting with a blank memory would resume suspended apps and redeploy failed
+        commits)."""
         for name, st in self.app_status.items():
-            data = await self._record(name).aload()
+            entry = await self.store.get(AGENT, name)
+            data = entry.value if entry is not None else {}
+            if entry is None:
+                data = await self._legacy_record(name).aload()
+                if data:
+                    legacy = dict(data)
+                    await update(self.store, AGENT, name, lambda d: d or legacy)  # noqa: B023
+                    log.info("state.imported", app=name, location=self.store.location)
             st.suspended = bool(data.get("suspended", False))
             st.failed_commit = str(data.get("failed_commit", ""))
             st.last_applied = str(data.get("last_applied", ""))
             st.last_attempted = str(data.get("last_attempted", ""))
             st.last_applied_at = float(data.get("last_applied_at", 0.0) or 0.0)
+            if int(data.get("drift_fights", 0) or 0) > 0:
+                self._fights[name] = int(data["drift_fights"])
+            if float(data.get("heal_after", 0.0) or 0.0) > 0:
+                self._heal_after[name] = float(data["heal_after"])
+            if data.get("troubled"):
+                self._troubled.add(name)
+            self._saved[name] = self._record_of(name)
 
-    async def _save(self, name: str) -> None:
+    def _record_of(self, name: str) -> dict[str, Any]:
+        """What the store keeps of an app (see docs/state.md)."""
         st = self.app_status[name]
+        return {
+            "suspended": st.suspended,
+            "failed_commit": st.failed_commit,
+            "last_applied": st.last_applied,
+            "last_applied_at": st.last_applied_at,
+            "last_attempted": st.last_attempted,
+            "drift_fights": self._fights.get(name, 0),
+            "heal_after": self._heal_after.get(name, 0.0),
+            "troubled": name in self._troubled,
+        }
+
+    async def _save(self, name: str, *, strict: bool = False) -> None:
+        """Write the app's record when it changed (a pass that changes nothing writes
+        nothing). Only the fields this agent changed are written, merged into the stored
+        document by a conditional write, so another writer's change (``gitopsd rollback``
+        suspending the app) is kept, and taken over. ``strict``: raise a store failure
+        instead of logging it."""
+        saved = self._saved.get(name, {})
+        changed = {k: v for k, v in self._record_of(name).items() if saved.get(k) != v}
+        if set(changed) <= {"last_applied_at"}:
+            return  # a heal pass at the same commit is not news
         try:
-            await self._record(name).aupdate(
-                suspended=st.suspended,
-                failed_commit=st.failed_commit,
-                last_applied=st.last_applied,
-                last_applied_at=st.last_applied_at,
-                last_attempted=st.last_attempted,
-            )
-        except OSError as exc:
+            entry = await update(self.store, AGENT, name, lambda d: {**d, **changed})
+        except StateStoreError as exc:
             log.warning("state.write_failed", app=name, error=str(exc))
+            if strict:
+                raise
+            return
+        if "suspended" not in changed and "suspended" in entry.value:
+            self.app_status[name].suspended = bool(entry.value["suspended"])
+        self._saved[name] = {**saved, **entry.value}
 
     # -- sources ------------------------------------------------------------------------
 
@@ -227,7 +278,9 @@ class Agent:
                     if app.source == name:
                         self._new_revision(app.name, commit)
             now = anyio.current_time()
-            with anyio.move_on_after(max(0.0, self.scheduler.next_poll(name, now) - now)):
+            at = self.scheduler.next_poll(name, now)
+            self._next_polls[name] = time.time() + (at - now)
+            with anyio.move_on_after(max(0.0, at - now)):
                 await self._triggers[name].wait()
             self._triggers[name] = anyio.Event()
 
@@ -262,6 +315,7 @@ class Agent:
             before = st.conditions["Ready"]
             await self._pass(app)
             self._announce_status(app, st, before)
+            await self._save(app.name)
             if app.name not in self._first_pass:
                 self._first_pass.add(app.name)
                 if len(self._first_pass) == len(self._apps):
@@ -331,6 +385,8 @@ class Agent:
         drift = app.sync.drift_mode
         if drift == "off":
             return None
+        if drift == "heal" and time.time() + TICK < self._heal_after.get(app.name, 0.0):
+            return Mode.PLAN  # a drift fight's backoff, also across a restart: report only
         return Mode.SYNC if drift == "heal" else Mode.PLAN
 
     def _deps_ready(self, app: AppConfig) -> str:
@@ -487,6 +543,7 @@ class Agent:
                 )  # fmt: skip
             else:
                 self._fights.pop(name, None)
+                self._heal_after.pop(name, None)
                 st.drift = ""
             st.sync = "Synced"
             st.failed_commit = ""  # a sync succeeded (a new commit, or --force)
@@ -503,6 +560,8 @@ class Agent:
             self._due[name] = max(
                 due, now + backoff(fights, daemon.backoff_min, daemon.backoff_max)
             )
+            if mode is Mode.SYNC:
+                self._heal_after[name] = time.time() + (self._due[name] or now) - now
             st.set(
                 "Ready", TRUE, "DriftFight",
                 f"another writer keeps changing {st.drift.removeprefix('healed: ')}; "
@@ -560,7 +619,16 @@ class Agent:
         st.drift = fields
         st.set("Ready", TRUE, "DriftDetected", f"live state differs from {commit[:12]}: {fields}")
 
-    # -- what the HTTP server and the control socket see --------------------------------
+    # -- what the HTTP server, the control socket and systemd see -----------------------
+
+    @property
+    def last_tick(self) -> float:
+        """Loop time of the scheduler's last tick (0 before :meth:`run`): the watchdog's pulse."""
+        return self._last_tick
+
+    def next_poll(self) -> float | None:
+        """Wall-clock time of the next scheduled source poll (None before the first)."""
+        return min(self._next_polls.values(), default=None)
 
     def health(self) -> tuple[bool, str]:
         age = anyio.current_time() - self._last_tick
@@ -606,8 +674,13 @@ class Agent:
             self.trigger([self._apps[name].source], f"reconcile {name}")
             return {"app": name, "queued": True, "force": bool(request.get("force"))}
         if action in ("suspend", "resume"):
+            before = st.suspended
             st.suspended = action == "suspend"
-            await self._save(name)
+            try:
+                await self._save(name, strict=True)
+            except StateStoreError as exc:
+                st.suspended = before
+                raise ControlRefused(f"{action} {name}: not recorded: {exc}", 503) from None
             if not st.suspended:
                 self._due[name] = 0.0
                 self._wake[name].set()

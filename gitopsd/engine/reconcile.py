@@ -18,13 +18,17 @@ app in sync while its rollout is failing.
 The source stage also guards history: a commit that does not descend from
 the app's last applied commit (a force-push, a branch reset) is reported, and
 refused when the source sets ``allow_history_rewrite = false``.
+
+While verify watches a rollout, each stage change the backend reports is
+published at once as one ``rollout_progressed`` event (not at the end of the
+pass) and handed to :attr:`Reconciler.on_rollout` (the agent's status).
 """
 
 from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from functools import partial
@@ -32,7 +36,7 @@ from functools import partial
 import anyio
 import structlog
 
-from gitopsd.backends.base import ApplyResult, Backend, RolloutStatus
+from gitopsd.backends.base import ApplyResult, Backend, RolloutProgress, RolloutStatus
 from gitopsd.config import AppConfig, Config
 from gitopsd.engine.announce import commit_link, events_from_outcome
 from gitopsd.engine.journal import AppJournal, Listener, RunJournal
@@ -49,10 +53,12 @@ from gitopsd.errors import (
     TemporaryError,
     leaf_error,
 )
-from gitopsd.events import RECONCILE_STARTED, Event, EventSink
+from gitopsd.events import RECONCILE_STARTED, ROLLOUT_PROGRESSED, Event, EventSink, Severity
 from gitopsd.manifests.render import render_app
 from gitopsd.model import Resource, Revision
 from gitopsd.state import StateDir
+from gitopsd.statestore import APPLIED, StateStore, StateStoreError, update
+from gitopsd.statestore.dirstore import DirStore
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +83,7 @@ class Reconciler:
         max_parallel_apps: int = 4,
         listener: Listener | None = None,
         confirm_prune: bool = False,
+        store: StateStore | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
@@ -85,6 +92,8 @@ class Reconciler:
         self.events = events
         self.wait = wait
         self.state = StateDir(config.daemon.state_dir)
+        #: Where the last applied commit is kept (docs/state.md).
+        self.store = store or DirStore(config.daemon.state_dir / "store")
         self.journal = RunJournal(listener)
         self.listener = listener
         self.confirm_prune = confirm_prune
@@ -95,6 +104,9 @@ class Reconciler:
         #: (the next pass follows the newer rollout).
         self.superseded: set[str] = set()
         self._apps_limit = anyio.CapacityLimiter(max_parallel_apps)
+        #: Hears each rollout stage change, with the app's name (the agent's status); must
+        #: return at once.
+        self.on_rollout: Callable[[str, RolloutProgress], None] | None = None
 
     async def run(self, apps: Sequence[AppConfig], mode: Mode) -> list[Outcome]:
         """One pass over ``apps``; outcomes in the order of ``apps``."""
@@ -255,7 +267,11 @@ class Reconciler:
                             if wait and any(a.rollout for a in written.applied):
                                 stage = track.enter(Stage.VERIFY)
                                 rollouts = await self.backend.verify(
-                                    app, changeset, written, app.sync.timeout
+                                    app,
+                                    changeset,
+                                    written,
+                                    app.sync.timeout,
+                                    on_progress=partial(self._progressed, app, revision),
                                 )
                                 outcome = replace(outcome, rollouts=tuple(rollouts))
                                 stage = Stage.APPLY
@@ -279,7 +295,13 @@ class Reconciler:
 
                 await slot.aclose()  # a rollout wait holds no slot
                 stage = track.enter(Stage.VERIFY)
-                rollouts = await self.backend.verify(app, changeset, applied, app.sync.timeout)
+                rollouts = await self.backend.verify(
+                    app,
+                    changeset,
+                    applied,
+                    app.sync.timeout,
+                    on_progress=partial(self._progressed, app, revision),
+                )
                 outcome = replace(outcome, rollouts=tuple(rollouts))
                 _raise_for(rollouts)
                 return outcome
@@ -291,7 +313,7 @@ class Reconciler:
 
     async def _check_history(self, app: AppConfig, revision: Revision, mode: Mode) -> str:
         """A warning when ``revision`` does not descend from the app's last applied commit."""
-        record = await self.state.applied(app.name).aload()
+        record = await self._applied(app.name)
         last = record.get("commit")
         if not isinstance(last, str) or record.get("source") != app.source:
             return ""
@@ -314,14 +336,35 @@ class Reconciler:
             )
         return text
 
+    async def _applied(self, app: str) -> dict[str, object]:
+        """The app's last applied commit: ``{"source", "commit", "at"}`` (``{}``: none known).
+
+        A store that cannot be read is a warning, not a failed pass (the check is a guard;
+        a failed read never blocks a deploy). A record left by an older gitopsd in the
+        state directory is used when the store has none."""
+        try:
+            entry = await self.store.get(APPLIED, app)
+        except StateStoreError as exc:
+            log.warning("state.read_failed", app=app, error=str(exc))
+            return {}
+        if entry is not None:
+            return entry.value
+        return await self.state.applied(app).aload()
+
     async def _record_applied(self, app: AppConfig, revision: Revision) -> None:
+        """Remember the commit applied, when it changed (not on every pass)."""
         if revision.commit == "worktree":
             return
+        new = {"source": app.source, "commit": revision.commit}
+
+        def change(old: dict[str, object]) -> dict[str, object] | None:
+            if all(old.get(k) == v for k, v in new.items()):
+                return None
+            return {**new, "at": time.time()}
+
         try:
-            await self.state.applied(app.name).aupdate(
-                source=app.source, commit=revision.commit, at=time.time()
-            )
-        except OSError as exc:
+            await update(self.store, APPLIED, app.name, change)
+        except StateStoreError as exc:
             log.warning("state.write_failed", app=app.name, error=str(exc))
 
     def _failed(self, app: AppConfig, outcome: Outcome, stage: Stage, exc: Exception) -> Outcome:
@@ -350,6 +393,31 @@ class Reconciler:
                 self.events.publish(event)
             except Exception:  # an EventSink must not raise; if one does, the pass goes on
                 log.exception("notify.failed", kind=event.kind)
+
+    def _progressed(self, app: AppConfig, revision: Revision, progress: RolloutProgress) -> None:
+        """A watched rollout changed stage: one ``rollout_progressed`` event, now."""
+        if self.on_rollout is not None:
+            try:
+                self.on_rollout(app.name, progress)
+            except Exception:  # a listener must not raise; if one does, the pass goes on
+                log.exception("reconcile.rollout_listener_failed", app=app.name)
+        self._publish(
+            Event(
+                ROLLOUT_PROGRESSED,
+                app.name,
+                revision.commit,
+                progress.message,
+                Severity.INFO,
+                "RolloutProgressed",
+                at=progress.at,
+                fields=(progress.key,),
+                deployment=progress.deployment,
+                stage=str(Stage.VERIFY),
+                link=commit_link(self.config.source(app.source).url, revision.commit),
+                source=app.source,
+                progress=progress,
+            )
+        )
 
     def _announce(self, app: AppConfig, outcome: Outcome) -> None:
         """The notify stage: the pass's events, with the commit's message and web page."""

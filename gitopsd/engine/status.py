@@ -1,7 +1,8 @@
 """What a user can read about each app while the agent runs: conditions, as Flux has them.
 
 ``Ready`` (True / False / Unknown) with the failing stage as its reason,
-``Reconciling`` while a pass runs (with the rollout's progress), ``Stalled``
+``Reconciling`` while a pass runs (with the stage of each rollout being watched,
+also in ``rollouts`` and ``progress``), ``Stalled``
 when only a change in Git (or ``gitopsd reconcile --force``) can help; plus
 the last attempted and last applied revisions and when, the sync state
 (Synced / OutOfSync), the health of the live services, and whether the app is
@@ -14,6 +15,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from gitopsd.events import RolloutProgress
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 
@@ -43,7 +46,10 @@ class AppStatus:
     sync: str = UNKNOWN  # Synced | OutOfSync | Unknown
     health: str = UNKNOWN  # Healthy | Progressing | Degraded | Unknown
     drift: str = ""
+    #: The rollouts being watched, one ``Service/web: IN_PROGRESS`` per resource ("" when none).
     progress: str = ""
+    #: The stage of each rollout being watched now: ``{"Service/web": "IN_PROGRESS"}``.
+    rollouts: dict[str, str] = field(default_factory=dict)
     next_at: float = 0.0  # wall clock of the next pass, 0 when only Git can wake it
     passes: int = 0
 
@@ -55,10 +61,24 @@ class AppStatus:
         """Set a condition; True when its status changed (its ``since`` moves then)."""
         current = self.conditions[kind]
         changed = current.status != status
+        if kind == "Reconciling" and status != TRUE:
+            self.rollouts.clear()  # the pass ended: no rollout is watched any more
+            self.progress = ""
         self.conditions[kind] = Condition(
             kind, status, reason, message, time.time() if changed else current.since
         )
         return changed
+
+    def rollout(self, progress: RolloutProgress) -> None:
+        """A watched rollout reached another stage (shown until the pass ends)."""
+        self.rollouts[progress.key] = str(progress.stage)
+        self.progress = "; ".join(f"{k}: {v}" for k, v in sorted(self.rollouts.items()))
+        reconciling = self.conditions["Reconciling"]
+        if reconciling.status == TRUE:
+            self.conditions["Reconciling"] = Condition(
+                "Reconciling", TRUE, reconciling.reason, f"verify: {self.progress}",
+                reconciling.since,
+            )  # fmt: skip
 
     @property
     def ready(self) -> bool:

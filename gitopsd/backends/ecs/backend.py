@@ -14,7 +14,7 @@ from typing import Self
 import anyio
 import structlog
 
-from gitopsd.backends.base import ApplyResult, Journal, PrunePlan, RolloutStatus
+from gitopsd.backends.base import ApplyResult, Journal, OnProgress, PrunePlan, RolloutStatus
 from gitopsd.backends.ecs import history as ecs_history
 from gitopsd.backends.ecs.applier import apply_changeset
 from gitopsd.backends.ecs.client import EcsClient, retry_budget
@@ -82,7 +82,13 @@ class EcsBackend:
         return await apply_changeset(client, app, changeset, journal, grace=retry_budget(self.aws))
 
     async def verify(
-        self, app: AppConfig, changeset: ChangeSet, result: ApplyResult, timeout: float
+        self,
+        app: AppConfig,
+        changeset: ChangeSet,
+        result: ApplyResult,
+        timeout: float,
+        *,
+        on_progress: OnProgress | None = None,
     ) -> Sequence[RolloutStatus]:
         client = await self.client(app)
         record = self.state.last_good(app.name)
@@ -95,6 +101,7 @@ class EcsBackend:
             poll_interval=self.poll_interval,
             last_good=record,
             progress=self.progress,
+            on_progress=on_progress,
         )
         watched = {t.service for t in targets}
         steady = {

@@ -22,6 +22,12 @@ gitopsd to the last task definition known good (gitopsd's record, else the
 newest SUCCESSFUL service deployment ECS keeps), when the app's sync policy
 asks for it, and that rollback is itself verified.
 
+Each stage change of a watched rollout (the service deployment's ``status`` and
+``lifecycleStage``, else the deployment's ``rolloutState``; never the task counts)
+is reported once through the ``on_progress`` callback as a
+:class:`~gitopsd.events.RolloutProgress`, for the engine's ``rollout_progressed``
+event and the agent's status.
+
 All services of an app are polled together (one DescribeServices per 10
 services and one DescribeServiceDeployments per 20 per poll), and a temporary
 API error only costs one poll.
@@ -39,7 +45,13 @@ import anyio
 import structlog
 from opentelemetry.trace import Span, Status, StatusCode
 
-from gitopsd.backends.base import Applied, RolloutStatus
+from gitopsd.backends.base import (
+    Applied,
+    OnProgress,
+    RolloutProgress,
+    RolloutStage,
+    RolloutStatus,
+)
 from gitopsd.backends.ecs.client import EcsClient
 from gitopsd.backends.ecs.planner import primary_deployment, td_label
 from gitopsd.config import AppConfig
@@ -110,20 +122,39 @@ def _breaker_rolls_back(svc: dict[str, Any]) -> bool:
 
 
 class RolloutWatcher:
-    """Follows one service's rollout from successive DescribeServices answers."""
+    """Follows one service's rollout from successive DescribeServices answers.
 
-    def __init__(self, app: AppConfig, target: Target, progress: Progress | None) -> None:
+    ``rollback``: the rollout is gitopsd's own rollback (reported as such in progress).
+    """
+
+    def __init__(
+        self,
+        app: AppConfig,
+        target: Target,
+        progress: Progress | None,
+        on_progress: OnProgress | None = None,
+        *,
+        rollback: bool = False,
+    ) -> None:
         self.app = app
         self.target = target
         self.service = target.service
         self.key = target.key
         self.since = target.since - EVENT_CLOCK_SLACK if target.since else 0.0
         self.progress = progress
+        self.on_progress = on_progress
+        self.rollback = rollback
+        #: The stage last reported (the empty stage before the first observation).
+        self.stage = RolloutStage()
+        self._sd_seen = False
         self.events: list[str] = []
         self._seen_events: set[str] = set()
         self._last_line = ""
         self._seen_ours = False
         self._ours_failed = ""
+        #: The id of the circuit breaker's rollback deployment, once seen (its
+        #: ``rolloutStateReason`` says "rolling back" only until it completes).
+        self._breaker_id = ""
         self._last_status = ""
         #: ECS has been seen rolling back this rollout: gitopsd must never roll back on top.
         self.ecs_rolling_back = False
@@ -188,6 +219,10 @@ class RolloutWatcher:
                     _, found, reason = text.partition("deployment failed: ")
                     if found:
                         self._ours_failed = reason.rstrip(".") or "rollout FAILED"
+                # "(service web) rolling back to deployment ecs-svc/456."
+                _, found, rest = text.partition(f"{BREAKER_ROLLBACK_MARK} to deployment ")
+                if found and self._ours_failed and rest.split():
+                    self._breaker_id = rest.split()[0].rstrip(".")
         primary = primary_deployment(svc)
         if primary is not None:
             line = (
@@ -228,9 +263,99 @@ class RolloutWatcher:
             self._seen_ours = True
             if ours.get("rolloutState") == "FAILED":
                 self._ours_failed = str(ours.get("rolloutStateReason", "")) or "rollout FAILED"
+        self._moved(self._stage_of(sd, primary, ours), svc, sd, primary, ours)
         if sd is not None:
             return self._by_service_deployment(svc, sd, primary, ours)
         return self._by_deployments(svc, primary, ours)
+
+    # -- stage changes -------------------------------------------------------------------
+
+    def _stage_of(
+        self, sd: dict[str, Any] | None, primary: dict[str, Any], ours: dict[str, Any] | None
+    ) -> RolloutStage:
+        """The rollout's stage in this answer (the last one when this answer cannot tell)."""
+        if sd is not None:
+            self._sd_seen = True
+            return RolloutStage(str(sd.get("status") or ""), str(sd.get("lifecycleStage") or ""))
+        if self._sd_seen:
+            return self.stage  # never mix the two vocabularies for one rollout
+        if primary and primary is not ours and self._breaker_rollback(primary):
+            return RolloutStage("ROLLBACK_" + str(primary.get("rolloutState") or "IN_PROGRESS"))
+        if ours is not None:
+            return RolloutStage(str(ours.get("rolloutState") or ""))
+        return self.stage
+
+    def _breaker_rollback(self, d: dict[str, Any]) -> bool:
+        """``d`` is the circuit breaker's rollback deployment of this rollout (remembered)."""
+        if self._breaker_id and d.get("id") == self._breaker_id:
+            return True
+        marked = BREAKER_ROLLBACK_MARK in str(d.get("rolloutStateReason", "")).lower()
+        if marked and (not self.since or _created(d) >= self.since):
+            self._breaker_id = str(d.get("id", ""))
+            return True
+        return False
+
+    def _moved(
+        self,
+        stage: RolloutStage,
+        svc: dict[str, Any],
+        sd: dict[str, Any] | None,
+        primary: dict[str, Any],
+        ours: dict[str, Any] | None,
+    ) -> None:
+        """Report ``stage`` when it differs from the last one reported."""
+        if not stage.status or stage == self.stage:
+            return
+        previous, self.stage = self.stage, stage
+        t = self.target
+        counts = ours if ours is not None else primary
+        details = tuple(
+            sorted(
+                (name, str(counts.get(field_, 0)))
+                for name, field_ in (
+                    ("desired", "desiredCount"),
+                    ("failed", "failedTasks"),
+                    ("pending", "pendingCount"),
+                    ("running", "runningCount"),
+                )
+            )
+        )
+        why = str((sd or {}).get("statusReason") or "")
+        label = td_label(self.td_arn)
+        what = f"rollback to {label}" if self.rollback else label
+        message = f"{self.key}: {what}: {previous or '(none)'} -> {stage}" + (
+            f": {why}" if why else ""
+        )
+        config = svc.get("deploymentConfiguration") or {}
+        progress = RolloutProgress(
+            key=self.key,
+            stage=stage,
+            previous=previous,
+            deployment=t.service_deployment or t.deployment_id,
+            target=self.td_arn,
+            message=message,
+            rollback=self.rollback,
+            strategy=str(config.get("strategy") or "ROLLING"),
+            details=details,
+        )
+        if self.span is not None:
+            self.span.add_event(
+                "rollout.stage",
+                {"gitopsd.stage.from": str(previous), "gitopsd.stage.to": str(stage)},
+            )
+        log.info(
+            "rollout.stage",
+            app=self.app.name,
+            service=self.service,
+            deployment=progress.deployment,
+            stage_from=str(previous),
+            stage_to=str(stage),
+        )
+        if self.on_progress is not None:
+            try:
+                self.on_progress(progress)
+            except Exception:  # a listener must not raise; if one does, the watch goes on
+                log.exception("rollout.progress_listener_failed", app=self.app.name)
 
     # -- with the service deployments API ----------------------------------------------
 
@@ -290,7 +415,7 @@ class RolloutWatcher:
         if not (replaced or newer) or not primary:
             return None
         breaker = BREAKER_ROLLBACK_MARK in str(primary.get("rolloutStateReason", "")).lower()
-        if breaker:
+        if breaker or (self._breaker_id and primary.get("id") == self._breaker_id):
             if state == "COMPLETED":
                 back = td_label(primary.get("taskDefinition", ""))
                 reason = f" ({self._ours_failed})" if self._ours_failed else ""
@@ -394,14 +519,17 @@ async def watch_rollouts(
     poll_interval: float,
     last_good: JsonRecord,
     progress: Progress | None = None,
+    on_progress: OnProgress | None = None,
     roll_back: bool = True,
 ) -> list[RolloutStatus]:
     """Follow every target to a verdict; roll back failed ones the app's policy lets gitopsd.
 
     ``roll_back=False`` (``gitopsd rollback`` itself) only follows and reports.
+    ``progress`` hears every progress line (the CLI prints them); ``on_progress`` each
+    stage change, once.
     """
     runs = [
-        _Run(RolloutWatcher(app, t, progress), _deadline(t, timeout, poll_interval))
+        _Run(RolloutWatcher(app, t, progress, on_progress), _deadline(t, timeout, poll_interval))
         for t in targets
     ]
     for r in runs:
@@ -527,7 +655,7 @@ async def _roll_back(
         service_deployment=str(svc.get("currentServiceDeployment") or ""),
         since=started,
     )
-    back = RolloutWatcher(app, target, watcher.progress)
+    back = RolloutWatcher(app, target, watcher.progress, watcher.on_progress, rollback=True)
     run = _Run(back, time.monotonic() + timeout)
     await _poll(client, app, [run], poll_interval)
     watcher.events.extend(back.events)
