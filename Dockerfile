@@ -37,7 +37,6 @@ LABEL org.opencontainers.image.title="gitopsd" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.documentation="docs/container.md" \
       org.opencontainers.image.base.name="docker.io/library/${PYTHON_IMAGE}"
 
 # openssh-client: ssh:// and scp-like Git remotes (deploy keys) run `ssh`. No `git`: dulwich

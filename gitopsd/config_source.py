@@ -175,7 +175,8 @@ async def fetch_ssm_parameter(name: str) -> str:
 
     The region, endpoint and credentials are AWS's defaults (``AWS_REGION``,
     ``AWS_ENDPOINT_URL_SSM``, the task role): the configuration that would name
-    them is what is being read. An ARN's own region wins.
+    them is what is being read. An ARN's own region wins; ``AWS_REGION`` is read
+    too (botocore alone reads only ``AWS_DEFAULT_REGION``).
     """
     from aiobotocore.config import AioConfig
     from aiobotocore.session import AioSession
@@ -189,15 +190,21 @@ async def fetch_ssm_parameter(name: str) -> str:
             retries={"mode": "standard", "total_max_attempts": 5},
         )
     }
-    if m := _ARN_REGION.match(name):
-        kwargs["region_name"] = m["region"]
+    session = AioSession()
+    # botocore reads AWS_DEFAULT_REGION only; ECS also sets AWS_REGION, which other SDKs read.
+    arn = _ARN_REGION.match(name)
+    region = (arn["region"] if arn else session.get_config_variable("region")) or os.environ.get(
+        "AWS_REGION"
+    )
+    if region:
+        kwargs["region_name"] = region
     try:
-        async with AioSession().create_client("ssm", **kwargs) as ssm:
+        async with session.create_client("ssm", **kwargs) as ssm:
             answer = await ssm.get_parameter(Name=name, WithDecryption=True)
     except NoRegionError:
         raise ConfigError(
-            f"{where}: no AWS region to read the parameter from: set AWS_REGION (ECS sets it "
-            "in a task), or give the parameter's ARN"
+            f"{where}: no AWS region to read the parameter from: set AWS_REGION or "
+            "AWS_DEFAULT_REGION (ECS sets both in a task), or give the parameter's ARN"
         ) from None
     except NoCredentialsError:
         raise ConfigError(

@@ -1,0 +1,1 @@
+"""Tests of what gitopsd ships: the container image, the systemd units."""
