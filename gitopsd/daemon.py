@@ -8,7 +8,8 @@ the sources and the :class:`~gitopsd.engine.agent.Agent`, serves
 talk to. SIGTERM or SIGINT: stop scheduling, cancel rollout waits, let
 in-flight applies finish within ``[daemon].grace_period``, exit 0. SIGHUP:
 reload the configuration; a bad new one is refused with a clear log line and
-the running one goes on.
+the running one goes on. Under systemd (``Type=notify``) it reports readiness, status,
+watchdog pings, reloads and the stop (:mod:`gitopsd.sdnotify`).
 """
 
 from __future__ import annotations
@@ -26,14 +27,13 @@ from gitopsd import __version__
 from gitopsd.backends.ecs.backend import EcsBackend
 from gitopsd.config import Config
 from gitopsd.config_source import ConfigSource, aload
-from gitopsd.engine.agent import Agent, ControlRefused
+from gitopsd.engine.agent import TICK, Agent, ControlRefused
 from gitopsd.engine.sources import SourceSet
 from gitopsd.errors import ConfigError, TemporaryError
 from gitopsd.http import ControlError, serve_http
 from gitopsd.plugins import EventBus, event_bus
+from gitopsd.sdnotify import SystemdNotify
 from gitopsd.state import StateDir
-from gitopsd.statestore.deliveries import DeliveryLog
-from gitopsd.statestore.factory import open_store
 from gitopsd.telemetry.setup import Telemetry, setup_telemetry
 
 log = structlog.get_logger(__name__)
@@ -77,14 +77,16 @@ async def run_agent(source: ConfigSource, config: Config | None = None) -> int:
     config = config or await aload(source)
     telemetry = setup_telemetry(config.telemetry, version=__version__)
     bus = event_bus(config.plugins)  # a bad [plugins] table is refused before anything starts
+    systemd = SystemdNotify.from_environ(tick=TICK)
     try:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-            while True:
-                reloaded = await _serve(config, source, bus, telemetry, signals)
-                if reloaded is None:
-                    log.info("agent.stopped")
-                    return 0
-                config, bus = reloaded
+            async with systemd.running():
+                while True:
+                    reloaded = await _serve(config, source, bus, telemetry, signals, systemd)
+                    if reloaded is None:
+                        log.info("agent.stopped")
+                        return 0
+                    config, bus = reloaded
     finally:
         telemetry.flush()
 
@@ -95,13 +97,13 @@ async def _serve(
     bus: EventBus,
     telemetry: Telemetry,
     signals: AsyncIterator[int],
+    systemd: SystemdNotify,
 ) -> tuple[Config, EventBus] | None:
     """Run the agent on ``config`` until a signal; the new configuration on SIGHUP."""
     reload_to: tuple[Config, EventBus] | None = None
     sources = SourceSet(config)
     try:
         async with (
-            open_store(config) as store,  # what survives a restart (docs/state.md)
             bus.running(drain=config.daemon.grace_period),
             EcsBackend(
                 config.aws,
@@ -109,17 +111,11 @@ async def _serve(
                 poll_interval=config.daemon.rollout_poll_interval,
             ) as backend,
         ):
-            for channel in bus.channels:
-                channel.remember_in(store)
-            agent = Agent(config, backend, sources, events=bus, store=store)
+            agent = Agent(config, backend, sources, events=bus)
             async with anyio.create_task_group() as tg:
-                tg.start_soon(agent.run)
+                tg.start_soon(systemd.follow, agent)  # READY=1 after the first pass
                 endpoints = await tg.start(
-                    partial(
-                        serve_http,
-                        control_socket=control_socket(config),
-                        deliveries=DeliveryLog(store, config.http.delivery_retention),
-                    ),
+                    partial(serve_http, control_socket=control_socket(config)),
                     config.http,
                     AgentView(agent, telemetry),
                 )
@@ -132,6 +128,7 @@ async def _serve(
                 )
                 async for signum in signals:
                     if signum == signal.SIGHUP:
+                        systemd.reloading()
                         try:
                             new = await aload(source)
                             reload_to = (new, event_bus(new.plugins))
@@ -141,10 +138,13 @@ async def _serve(
                                 error=str(exc),
                                 hint="the running configuration goes on",
                             )
+                            systemd.reload_refused()
                             continue
                         log.info("agent.reloading", config=source.label)
                     else:
                         log.info("agent.stopping", signal=signal.Signals(signum).name)
+                        grace = config.daemon.grace_period
+                        systemd.stopping(f"stopping: applies in flight get {grace:g}s to finish")
                     break
                 await agent.shutdown()
                 tg.cancel_scope.cancel()

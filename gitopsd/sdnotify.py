@@ -162,6 +162,7 @@ class SystemdNotify:
         self._since = 0.0  # when the watched agent was handed over (before its first tick)
         self._phase = "starting"  # starting | running | reloading | stopping
         self._handover = False  # between SIGHUP and the new agent: the old one is winding down
+        self._was_ready = False
         self._status = ""
         self._failed = False
 
@@ -231,7 +232,7 @@ class SystemdNotify:
     def ready(self, note: str = "") -> None:
         """``READY=1`` with the current status (after the first pass, and after a reload)."""
         self._phase = "running"
-        self._handover = False
+        self._handover, self._was_ready = False, True
         text = note or self._current_status()
         self._status = text
         self.send("READY=1", f"STATUS={text}")
@@ -242,6 +243,15 @@ class SystemdNotify:
         self._handover = True
         self._status = "reloading the configuration"
         self.send("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}", f"STATUS={self._status}")
+
+    def reload_refused(self) -> None:
+        """The new configuration was refused and the running one goes on: READY=1 again
+        (unless the first pass is still running: READY=1 comes after it, as usual)."""
+        self._handover = False
+        if self._was_ready:
+            self.ready()
+        else:
+            self._phase = "starting"
 
     def stopping(self, why: str) -> None:
         """``STOPPING=1``: from now on systemd waits for the exit (``TimeoutStopSec=``)."""

@@ -313,10 +313,12 @@ class Agent:
                 return
             st = self.app_status[app.name]
             before = st.conditions["Ready"]
+            # Before its source's first fetch a pass only waits for it: not the first pass.
+            fetched = self.sources.current(app.source) is not None
             await self._pass(app)
             self._announce_status(app, st, before)
             await self._save(app.name)
-            if app.name not in self._first_pass:
+            if fetched and app.name not in self._first_pass:
                 self._first_pass.add(app.name)
                 if len(self._first_pass) == len(self._apps):
                     self._ready.set()
