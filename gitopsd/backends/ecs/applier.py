@@ -29,7 +29,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.lowlevel
@@ -53,13 +53,19 @@ log = structlog.get_logger(__name__)
 _PENDING_ARN = "arn:aws:ecs:us-east-1:000000000000:task-definition/pending:1"
 
 
+#: The operations a :class:`Request` makes (a subset of ``EcsOperation``; gitopsd.iam reads it).
+EcsWrite = Literal[
+    "RegisterTaskDefinition", "CreateService", "UpdateService", "TagResource", "UntagResource"
+]
+
+
 @dataclass
 class Request:
     """One write to make: an ECS operation and its input."""
 
     key: str
     origin: Origin | None
-    op: str
+    op: EcsWrite
     body: dict[str, Any]
     #: For service writes: the family whose ARN fills ``taskDefinition`` at run time.
     family: str = ""

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import anyio
 import structlog
@@ -82,6 +82,26 @@ HINTS: dict[str, str] = {
         "check apps[].cluster and the region: the cluster must exist in that account and region"
     ),
 }
+
+#: Every ECS operation gitopsd calls. :meth:`EcsClient.call` takes nothing else, so a new
+#: call does not type-check until it is listed here; the IAM policy is derived from the
+#: calls themselves (gitopsd.iam, docs/iam.md).
+EcsOperation = Literal[
+    "CreateService",
+    "DeleteService",
+    "DeregisterTaskDefinition",
+    "DescribeServiceDeployments",
+    "DescribeServiceRevisions",
+    "DescribeServices",
+    "DescribeTaskDefinition",
+    "ListServiceDeployments",
+    "ListServices",
+    "ListTaskDefinitions",
+    "RegisterTaskDefinition",
+    "TagResource",
+    "UntagResource",
+    "UpdateService",
+]
 
 DESCRIBE_SERVICES_BATCH = 10
 #: The longest wait between two attempts of one call.
@@ -238,7 +258,7 @@ class EcsClient:
 
     async def call(
         self,
-        op: str,
+        op: EcsOperation,
         *,
         recover: Callable[[], Awaitable[dict[str, Any] | None]] | None = None,
         **params: Any,
