@@ -34,6 +34,8 @@ from gitopsd.http import ControlError, serve_http
 from gitopsd.plugins import EventBus, event_bus
 from gitopsd.sdnotify import SystemdNotify
 from gitopsd.state import StateDir
+from gitopsd.statestore.deliveries import DeliveryLog
+from gitopsd.statestore.factory import open_store
 from gitopsd.telemetry.setup import Telemetry, setup_telemetry
 
 log = structlog.get_logger(__name__)
@@ -104,6 +106,7 @@ async def _serve(
     sources = SourceSet(config)
     try:
         async with (
+            open_store(config) as store,  # what survives a restart (docs/state.md)
             bus.running(drain=config.daemon.grace_period),
             EcsBackend(
                 config.aws,
@@ -111,11 +114,17 @@ async def _serve(
                 poll_interval=config.daemon.rollout_poll_interval,
             ) as backend,
         ):
-            agent = Agent(config, backend, sources, events=bus)
+            for channel in bus.channels:
+                channel.remember_in(store)
+            agent = Agent(config, backend, sources, events=bus, store=store)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(systemd.follow, agent)  # READY=1 after the first pass
                 endpoints = await tg.start(
-                    partial(serve_http, control_socket=control_socket(config)),
+                    partial(
+                        serve_http,
+                        control_socket=control_socket(config),
+                        deliveries=DeliveryLog(store, config.http.delivery_retention),
+                    ),
                     config.http,
                     AgentView(agent, telemetry),
                 )
