@@ -23,6 +23,11 @@ once, for every notifier:
   again). A :class:`PermanentDeliveryError` (a 4xx answer) is not retried.
 
 Every result is counted in the ``gitopsd.notifier.deliveries`` metric.
+
+The agent gives each channel a state store (:meth:`Channel.remember_in`): what
+was sent and when, and the recoveries owed, are read back when the channel
+starts and written after each delivery, so a restart (a replaced Fargate task)
+neither resends an open problem within its window nor forgets a recovery.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from gitopsd.events import (
     Event,
     Severity,
 )
+from gitopsd.statestore import ALERTS, StateStore, StateStoreError, update
 from gitopsd.telemetry import instruments as ins
 
 log = structlog.get_logger(__name__)
@@ -311,6 +317,31 @@ class AlertFilter:
     def pending_suppressed(self) -> int:
         return sum(s.suppressed for s in self._sent.values())
 
+    def to_json(self) -> dict[str, Any]:
+        """The memory as a JSON document (what the state store keeps)."""
+        return {
+            "sent": [
+                {"key": list(k), "at": v.at, "suppressed": v.suppressed}
+                for k, v in sorted(self._sent.items())
+            ],
+            "owed": sorted(self._owed),
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Take back a memory saved by :meth:`to_json` (entries past the window are dropped;
+        malformed ones ignored)."""
+        now = self.clock()
+        for item in data.get("sent", []) if isinstance(data.get("sent"), list) else []:
+            try:
+                key = tuple(str(p) for p in item["key"])
+                at, suppressed = float(item["at"]), int(item.get("suppressed", 0))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if len(key) == 4 and (self.window <= 0 or now - at < self.window):
+                self._sent.setdefault(key, _Sent(at, suppressed))
+        owed = data.get("owed")
+        self._owed |= {str(a) for a in owed} if isinstance(owed, list) else set()
+
 
 class Channel:
     """One notifier's queue and delivery task (see the module docstring)."""
@@ -331,6 +362,37 @@ class Channel:
         self._queue: deque[Event] = deque()
         self._wake = anyio.Event()
         self._closed = False
+        self._store: StateStore | None = None
+        self._restored = False
+
+    def remember_in(self, store: StateStore) -> None:
+        """Keep the alert memory in ``store`` (read before the first event is handled,
+        written after each delivery)."""
+        self._store = store
+        self._restored = False
+
+    async def _restore(self) -> None:
+        if self._store is None or self._restored:
+            return
+        self._restored = True
+        try:
+            entry = await self._store.get(ALERTS, self.name)
+        except StateStoreError as exc:
+            log.warning("notifier.memory_unread", notifier=self.name, error=str(exc))
+            return
+        if entry is not None:
+            self.filter.restore(entry.value)
+
+    async def _remember(self) -> None:
+        if self._store is None:
+            return
+        memory = self.filter.to_json()
+        try:
+            # This channel's memory wins over a stored one (it is a dedup hint; a recovery
+            # must be able to forget problems), but never blindly: the write is conditional.
+            await update(self._store, ALERTS, self.name, lambda _: memory)
+        except StateStoreError as exc:
+            log.warning("notifier.memory_unsaved", notifier=self.name, error=str(exc))
 
     def _count(self, result: str) -> None:
         self.results[result] = self.results.get(result, 0) + 1
@@ -377,6 +439,7 @@ class Channel:
                         log.exception("notifier.close_failed", notifier=self.name)
 
     async def _handle(self, event: Event) -> None:
+        await self._restore()
         alert = self.filter.admit(event)
         if alert is None:
             if event.kind != RECOVERED:
@@ -384,6 +447,7 @@ class Channel:
             return
         if await self.deliver(alert):
             self.filter.sent(alert)
+            await self._remember()
 
     async def deliver(self, alert: Alert) -> bool:
         """Send with retries; True once sent. Never raises (but cancellation)."""

@@ -42,7 +42,9 @@ from gitopsd.output import (
     write_json,
 )
 from gitopsd.plugins import event_bus
-from gitopsd.state import JsonRecord, StateDir
+from gitopsd.state import StateDir
+from gitopsd.statestore import AGENT, update
+from gitopsd.statestore.factory import open_store
 from gitopsd.telemetry.logs import configure_logging
 from gitopsd.telemetry.setup import current as current_telemetry
 from gitopsd.telemetry.setup import setup_telemetry
@@ -118,6 +120,7 @@ async def _run_pass(
     try:
         async with (
             bus.running() if bus is not None else contextlib.nullcontext(),
+            open_store(cfg) as store,
             EcsBackend(
                 cfg.aws,
                 StateDir(cfg.daemon.state_dir),
@@ -133,6 +136,7 @@ async def _run_pass(
                 wait=False if getattr(args, "no_wait", False) else None,
                 listener=ConsoleListener(paint) if text and mode is Mode.SYNC else None,
                 confirm_prune=getattr(args, "confirm_prune", False),
+                store=store,
             )
             with anyio.CancelScope() as scope:
                 async with anyio.create_task_group() as tg:
@@ -391,7 +395,8 @@ async def _rollback(cfg: Config, app: AppConfig, args: argparse.Namespace) -> tu
         lock = state.lock(app.name)
         await lock.acquire(cfg.daemon.lock_timeout)
         try:
-            await JsonRecord(state.app_dir(app.name) / "agent.json").aupdate(suspended=True)
+            async with open_store(cfg) as store:  # the agent's record: it stays suspended
+                await update(store, AGENT, app.name, lambda d: {**d, "suspended": True})
             print(f"app {app.name}: rolling back to {commit[:12]}; automatic sync suspended")
             statuses = await roll_back_to(backend, app, targets, app.sync.timeout)
         finally:
@@ -573,6 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gitopsd.local_aws import command as local_aws_command
 
     local_aws_command.register(sub)
+    from gitopsd.iam import command as iam_command
+
+    iam_command.register(sub)
     return parser
 
 

@@ -7,7 +7,10 @@ webhook asks for a fetch at once instead of at the next interval. Those are
 served on a TCP address (loopback by default) and are all read-only, except
 that a webhook with a valid signature can *trigger a fetch*; its payload is
 never trusted or parsed, so a forged or replayed request can at worst make the
-agent fetch early.
+agent fetch early. A delivery id seen before (``X-GitHub-Delivery``,
+``X-Gitlab-Event-UUID``, ``X-Delivery-Id``) within ``[http].delivery_retention``
+is answered 200 and ignored, also after a restart
+(:class:`~gitopsd.statestore.deliveries.DeliveryLog`).
 
 Write actions (sync now, suspend, resume, ...) go only through a unix socket
 that only the agent's user can open (mode 0600): ``gitopsd.control`` is the
@@ -39,6 +42,7 @@ from aiohttp import web
 from gitopsd.config import HttpConfig, WebhookConfig, format_size
 from gitopsd.errors import ConfigError, GitopsdError, PermanentError
 from gitopsd.redact import register
+from gitopsd.statestore.deliveries import DeliveryLog
 
 log = structlog.get_logger(__name__)
 
@@ -186,6 +190,7 @@ async def serve_http(
     view: AgentView,
     *,
     control_socket: Path | None,
+    deliveries: DeliveryLog | None = None,
     task_status: anyio.abc.TaskStatus[HttpEndpoints] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled; ``task_status.started(HttpEndpoints)`` once listening.
@@ -206,7 +211,7 @@ async def serve_http(
         url = None
         if config.address:
             runner = web.AppRunner(
-                _tcp_app(config, view, hooks, token),
+                _tcp_app(config, view, hooks, token, deliveries),
                 access_log=None,
                 shutdown_timeout=SHUTDOWN_TIMEOUT,
             )
@@ -378,7 +383,11 @@ def _apps_handler(view: AgentView) -> _Handler:
 
 
 def _tcp_app(
-    config: HttpConfig, view: AgentView, hooks: list[_Hook], token: bytes | None = None
+    config: HttpConfig,
+    view: AgentView,
+    hooks: list[_Hook],
+    token: bytes | None = None,
+    deliveries: DeliveryLog | None = None,
 ) -> web.Application:
     async def healthz(request: web.Request) -> web.StreamResponse:
         return _probe(view.health())
@@ -396,7 +405,9 @@ def _tcp_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/apps", _apps_handler(view))
     for hook in hooks:
-        app.router.add_post(hook.config.path, _webhook_handler(hook, view, config.max_body))
+        app.router.add_post(
+            hook.config.path, _webhook_handler(hook, view, config.max_body, deliveries)
+        )
     if token is not None:
         control = _control_handler(view)
         wanted = b"Bearer " + token
@@ -441,7 +452,17 @@ def _control_handler(view: AgentView) -> _Handler:
 # --- webhooks -----------------------------------------------------------------------
 
 
-def _webhook_handler(hook: _Hook, view: AgentView, max_body: int) -> _Handler:
+#: The header each kind names its delivery in (a redelivery keeps the id).
+DELIVERY_HEADERS = {
+    "github": "X-GitHub-Delivery",
+    "gitlab": "X-Gitlab-Event-UUID",
+    "hmac": "X-Delivery-Id",
+}
+
+
+def _webhook_handler(
+    hook: _Hook, view: AgentView, max_body: int, deliveries: DeliveryLog | None = None
+) -> _Handler:
     name = hook.config.name
 
     async def webhook(request: web.Request) -> web.StreamResponse:
@@ -456,6 +477,12 @@ def _webhook_handler(hook: _Hook, view: AgentView, max_body: int) -> _Handler:
         if hook.config.kind == "github" and request.headers.get("X-GitHub-Event") == "ping":
             log.info("webhook", name=name, outcome="ping")
             return web.json_response({"ok": True, "detail": "pong"})
+        delivery = request.headers.get(DELIVERY_HEADERS[hook.config.kind], "").strip()[:120]
+        if deliveries is not None and delivery and not await deliveries.first_time(name, delivery):
+            log.info("webhook", name=name, outcome="replayed", delivery=delivery)
+            return web.json_response(
+                {"triggered": [], "duplicate": True, "detail": f"delivery {delivery} already seen"}
+            )
         triggered = view.trigger(hook.config.sources, reason=f"webhook {name}")
         log.info("webhook", name=name, outcome="triggered", sources=triggered)
         return web.json_response({"triggered": triggered}, status=202)

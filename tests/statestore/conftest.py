@@ -19,23 +19,9 @@ from gitopsd.statestore import StateStore
 from gitopsd.statestore.dirstore import DirStore
 from gitopsd.statestore.dynamodb import DynamoDbStore
 
+from .table import create_state_table
+
 _tables = itertools.count(1)
-
-
-def create_state_table(aws: LocalAws, name: str) -> None:
-    """The table as docs/state.md creates it (``aws dynamodb create-table ...``)."""
-    aws.boto3_client("dynamodb").create_table(
-        TableName=name,
-        AttributeDefinitions=[
-            {"AttributeName": "ns", "AttributeType": "S"},
-            {"AttributeName": "key", "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": "ns", "KeyType": "HASH"},
-            {"AttributeName": "key", "KeyType": "RANGE"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
 
 
 def aws_config(aws: LocalAws, **kw: Any) -> AwsConfig:

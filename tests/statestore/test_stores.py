@@ -20,7 +20,8 @@ from gitopsd.statestore import (
 from gitopsd.statestore.dirstore import DirStore
 from gitopsd.statestore.dynamodb import DynamoDbStore
 
-from .conftest import aws_config, create_state_table
+from .conftest import aws_config
+from .table import create_state_table
 
 pytestmark = pytest.mark.anyio
 
