@@ -25,6 +25,7 @@ import pytest
 
 from gitopsd import __version__
 from gitopsd.config import DaemonConfig
+from gitopsd.healthcheck import probe_url
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -286,3 +287,22 @@ def test_the_healthcheck_passes_against_the_running_agent_and_sigterm_stops_it(
     started = [json.loads(line) for line in err.splitlines() if '"agent.started"' in line]
     assert started
     assert started[0]["url"] == f"http://0.0.0.0:{port}"
+
+
+@pytest.mark.parametrize(
+    ("environ", "url"),
+    [
+        ({}, "http://127.0.0.1:8099/healthz"),
+        ({"GITOPSD_HTTP_ADDRESS": "0.0.0.0:8099"}, "http://127.0.0.1:8099/healthz"),
+        ({"GITOPSD_HTTP_ADDRESS": "[::]:9000"}, "http://[::1]:9000/healthz"),
+        ({"GITOPSD_HTTP_ADDRESS": "10.0.0.5:8099"}, "http://10.0.0.5:8099/healthz"),
+        (
+            {"GITOPSD_HEALTHCHECK_URL": "http://127.0.0.1:1/x", "GITOPSD_HTTP_ADDRESS": "0:2"},
+            "http://127.0.0.1:1/x",
+        ),
+    ],
+)
+def test_the_healthcheck_probes_the_address_the_agent_listens_on(
+    environ: dict[str, str], url: str
+) -> None:
+    assert probe_url(environ) == url
