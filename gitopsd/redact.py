@@ -15,6 +15,12 @@ Besides registered values, two shapes are always masked: the password (or the
 lone user name, which is often a token) in ``scheme://user:password@host``
 URLs, and ``Bearer``/``token`` authorisation values.
 
+A value that replaces a secret, or that a secret replaces, in the same field is
+the same secret's other version (a rotated password whose old value is only
+seen live, a value another writer set): :func:`register_counterparts`
+registers it when a change is shown, so both sides of the change are masked,
+there and in every later output.
+
 Values shorter than :data:`MIN_LENGTH` characters are not registered: masking
 "on" or "1" everywhere would make every output unreadable and such a value
 protects nothing.
@@ -98,6 +104,34 @@ class Redactor:
             text = _AUTH_HEADER.sub(lambda m: f"{m.group('kind')} {MASK}", text)
         return text
 
+    def sensitive(self, text: str) -> bool:
+        """Whether ``text`` holds anything :meth:`redact` masks."""
+        return self.redact(text) != text
+
+    def register_counterparts(self, before: Any, after: Any) -> None:
+        """Register each string of one side of a change whose counterpart on the other side
+        is sensitive. Mappings are compared key by key, lists of ``{"name": ...}`` entries
+        by name, other lists of equal length item by item."""
+        if isinstance(before, str) and isinstance(after, str):
+            if before != after:
+                if self.sensitive(after):
+                    self.register(before)
+                elif self.sensitive(before):
+                    self.register(after)
+            return
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            for key in before.keys() & after.keys():
+                self.register_counterparts(before[key], after[key])
+            return
+        if isinstance(before, list | tuple) and isinstance(after, list | tuple):
+            old, new = _by_name(before), _by_name(after)
+            if old is not None and new is not None:
+                for name in old.keys() & new.keys():
+                    self.register_counterparts(old[name], new[name])
+            elif len(before) == len(after):
+                for x, y in zip(before, after, strict=True):
+                    self.register_counterparts(x, y)
+
     def redact_obj(self, obj: Any) -> Any:
         """A copy of JSON-like data with every string redacted (mapping keys too)."""
         if isinstance(obj, str):
@@ -111,6 +145,16 @@ class Redactor:
             items = [self.redact_obj(v) for v in obj]
             return tuple(items) if isinstance(obj, tuple) else items
         return obj
+
+
+def _by_name(items: Any) -> dict[str, Any] | None:
+    """``{name: item}`` when every item is a mapping with a string ``name``, else None."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            return None
+        out[item["name"]] = item
+    return out
 
 
 #: The process's redactor: what every sink uses.
@@ -128,3 +172,8 @@ def redact(text: str) -> str:
 
 def redact_obj(obj: Any) -> Any:
     return REDACTOR.redact_obj(obj)
+
+
+def register_counterparts(before: Any, after: Any) -> None:
+    """Both sides of one change: what a secret replaces, or what replaces it, is secret too."""
+    REDACTOR.register_counterparts(before, after)

@@ -29,7 +29,7 @@ from gitopsd.events import (
     Severity,
 )
 from gitopsd.model import JSON, MISSING, ResourceChange
-from gitopsd.redact import redact
+from gitopsd.redact import redact, register_counterparts
 
 from .outcome import Outcome, Stage
 
@@ -90,7 +90,14 @@ def _show(value: JSON) -> str:
 
 
 def changes_of(resources: Sequence[ResourceChange]) -> tuple[Change, ...]:
-    """The field diff of planned changes, as event payload (values redacted, shortened)."""
+    """The field diff of planned changes, as event payload (values redacted, shortened).
+
+    The other version of a secret (a live value gitopsd never read from Git: rotated
+    away, or set by another writer) is registered first, so both sides read ``***``."""
+    for r in resources:
+        for f in r.changes:
+            if f.before is not MISSING and f.after is not MISSING:
+                register_counterparts(f.before, f.after)
     return tuple(
         Change(
             r.key,

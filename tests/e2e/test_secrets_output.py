@@ -1,11 +1,14 @@
-"""Secrets end to end: applied to AWS, never shown by ``diff``, ``render``, ``sync``, ``status``.
+"""Secrets end to end: applied to AWS, never shown by ``diff``, ``render``, ``sync``, ``status``,
+nor by the agent's logs, spans, metrics, status API and alerts.
 
 The example repository is served over smart HTTP with basic auth, the token in the
 source URL. Planted values (``s3cr3t-<random>``) sit in a manifest environment entry
 named ``DB_PASSWORD``, in a var marked secret, in a var read from the environment, in
 an ECS ``secrets[].valueFrom`` and in the URL. Every command's stdout and its
 debug JSON log on stderr must not contain any of them, while the task definition on
-the local ECS endpoint holds the real values.
+the local ECS endpoint holds the real values. The last test runs ``gitopsd run`` with
+an OTLP/HTTP receiver and a webhook notifier on loopback (whose HMAC secret, and an
+OTLP header, are planted too) and searches every byte they received.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from typing import Any
 
 import pytest
 from support.gitserver import GitHttpServer, GitRepo, make_repo
+from support.otlp import OtlpReceiver
 
 from gitopsd.local_aws.testing import LocalAws
 from gitopsd.redact import REDACTOR
 
+from . import test_agent_observability as observability
 from .conftest import EXAMPLES, Env, Run, write_config
+from .test_agent import AgentProcess, agent_config, completed
 
 WEB_TD = "apps/web/base/task-definition.yaml"
 USER = "deployer"
@@ -225,3 +231,154 @@ def test_a_fetch_with_a_rejected_url_token_does_not_show_it(
         assert "authentication failed (HTTP 401)" in run.out, run.out
         assert f"http://{USER}:***@127.0.0.1:{secret_env.server.port}/deploy.git" in run.out
     assert secret_env.env.writes() == []
+
+
+class RawOtlpReceiver(OtlpReceiver):
+    """An OTLP receiver that also keeps every decompressed request body, to search bytes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw: list[bytes] = []
+
+    def _traces(self, body: bytes) -> None:
+        self.raw.append(body)
+        super()._traces(body)
+
+    def _metrics(self, body: bytes) -> None:
+        self.raw.append(body)
+        super()._metrics(body)
+
+
+def test_the_agent_never_shows_a_secret_in_logs_spans_metrics_status_or_alerts(
+    secret_env: SecretEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env, value = secret_env.env, secret_env.planted
+    hook_secret = planted("hook")
+    otlp_token = planted("otlp")
+    rotated = planted("db-rotated")
+    drifted = planted("db-drift")  # set live by another writer: gitopsd never read it from Git
+    hidden = {**value.all(), "hook_secret": hook_secret, "otlp_token": otlp_token}
+    hidden.update(rotated=rotated, drifted=drifted)
+    monkeypatch.setattr(observability, "HOOK_SECRET", hook_secret)  # what the receiver checks
+    monkeypatch.setenv("E2E_HOOK_SECRET", hook_secret)
+    monkeypatch.setenv("E2E_OTLP_HEADERS", f"authorization=Bearer {otlp_token}")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    hook = observability.HookServer()
+    hook.thread.start()
+    otlp = RawOtlpReceiver()
+    with otlp:
+        env.config.write_text(
+            env.config.read_text()
+            + f'\n[telemetry]\nendpoint = "{otlp.endpoint}"\nmetric_export_interval = "200ms"\n'
+            + 'headers_env = "E2E_OTLP_HEADERS"\n'
+            + f'\n[plugins.webhook]\nurl = "{hook.url}"\nsecret_env = "E2E_HOOK_SECRET"\n'
+            + 'kinds = ["*"]\n'
+        )
+        agent_config(env, source_interval="0.3s")
+        a = AgentProcess(env)
+        try:
+            a.started()
+            a.wait_for("the first sync", lambda: completed(env, "web", "web:1"), 40)
+            env.edit(WEB_TD, value.db_password, rotated)
+            commit = env.commit("web: rotate the database password")
+
+            def rotation_alert() -> dict[str, Any] | None:
+                return next(
+                    (
+                        b
+                        for b in list(hook.bodies)
+                        if b["kind"] == "changes_applied" and b["revision"] == commit
+                    ),
+                    None,
+                )
+
+            applied = a.wait_for("the rotation applied and alerted", rotation_alert, 40)
+            a.wait_for("web:2 rolled out", lambda: completed(env, "web", "web:2"), 40)
+            a.wait_for(
+                "the rollout alerted",
+                lambda: any(
+                    b["kind"] == "rollout_completed" and b["revision"] == commit
+                    for b in list(hook.bodies)
+                ),
+            )
+            a.wait_for(
+                "the rotation's rollout span over OTLP",
+                lambda: any(
+                    s.name == "rollout"
+                    and str(s.attributes.get("aws.ecs.task_definition.arn", "")).endswith("web:2")
+                    for s in list(otlp.spans)
+                ),
+            )
+            # Another writer points the service at a revision with another password: drift.
+            ecs = env.ecs()
+            td = ecs.describe_task_definition(taskDefinition="web")["taskDefinition"]
+            for c in td["containerDefinitions"]:
+                for e in c["environment"]:
+                    if e["name"] == "DB_PASSWORD":
+                        e["value"] = drifted
+            keep = ("family", "containerDefinitions", "cpu", "memory", "networkMode")
+            arn = ecs.register_task_definition(**{k: td[k] for k in keep if k in td})[
+                "taskDefinition"
+            ]["taskDefinitionArn"]
+            ecs.update_service(cluster="demo", service="web", taskDefinition=arn)
+            drift = a.wait_for(
+                "the drift alerted",
+                lambda: next((b for b in list(hook.bodies) if b["kind"] == "drift_detected"), None),
+                40,
+            )
+            # The Git server stops accepting the token: a source failure names the URL.
+            secret_env.server._server.credentials = (USER, planted("other"))
+            a.wait_for(
+                "the source failure in status",
+                lambda: "HTTP 401" in json.dumps(a.get("/api/v1/apps")[1]),
+                40,
+            )
+            a.wait_for("metrics over OTLP", lambda: "gitopsd.aws.calls" in otlp.metric_names)
+            metrics = observability.metrics_text(a)
+            api = a.get("/api/v1/apps")[1]
+            status_json = secret_env.gitopsd("status", "-o", "json")  # checks its own output
+        finally:
+            a.stop()
+            hook.server.shutdown()
+            hook.server.server_close()
+
+    # The rotation shows as a change with both sides masked.
+    fields = [f for c in applied["changes"] for f in c["fields"]]
+    assert {
+        "path": "/containerDefinitions/web/environment/DB_PASSWORD/value",
+        "before": '"***"',
+        "after": '"***"',
+    } in fields, fields
+    drift_fields = [f for c in drift["changes"] for f in c["fields"]]
+    assert any(f["before"] == '"***"' or f["after"] == '"***"' for f in drift_fields), drift
+    assert status_json.code == 0, status_json.out + status_json.err
+    assert {x["app"] for x in json.loads(status_json.out)["apps"]} == {"web", "worker"}
+    assert hook.bad_signatures == 0
+    log = a.log.read_text()
+    assert "agent.started" in log
+    outputs = {
+        "the agent's log": log,
+        "the spans and metrics received over OTLP": b"".join(otlp.raw).decode("latin-1"),
+        "/metrics": metrics,
+        "/api/v1/apps": json.dumps(api),
+        "the webhook alerts": json.dumps(list(hook.bodies)),
+    }
+    assert "gitopsd_aws_calls" in metrics
+    for where in ("the agent's log", "/api/v1/apps", "the webhook alerts"):
+        assert f"{USER}:***@127.0.0.1" in outputs[where], f"{where} does not name the source"
+    assert {b["kind"] for b in hook.bodies} >= {"changes_applied", "rollout_progressed"}
+    for where, text in outputs.items():
+        for what, secret in hidden.items():
+            assert secret not in text, f"{where} shows {what}"
+            assert secret.rsplit("-", 1)[1] not in text, f"{where} shows part of {what}"
+
+    # AWS holds the real values: web:2 is the rotation, the service runs the other writer's.
+    td = env.ecs().describe_task_definition(taskDefinition="web:2")["taskDefinition"]
+    (container,) = td["containerDefinitions"]
+    environment = {e["name"]: e["value"] for e in container["environment"]}
+    assert environment["DB_PASSWORD"] == rotated
+    live = {e["name"]: e["value"] for e in secret_env.container()["environment"]}
+    assert live["DB_PASSWORD"] == drifted
+    assert environment["SESSION_SEED"] == f"seed-{value.secret_var}-end"
+    assert environment["UPSTREAM_AUTH"] == value.env_var
+    assert container["secrets"] == [{"name": "FROM_SSM", "valueFrom": value.value_from}]
