@@ -44,6 +44,8 @@ EXCLUDED: tuple[str, ...] = ("gitopsd/local_aws", "gitopsd/demo.py", "gitopsd/ia
 #: Modules that use :class:`EcsClient` (and so ECS) without creating a client themselves.
 ECS_CLIENT_MODULE = "gitopsd.backends.ecs.client"
 ECS_PACKAGE = "gitopsd/backends/ecs/"
+#: The file of :meth:`EcsClient.call`, whose ``getattr`` dispatch its callers' literals name.
+ECS_DOOR = "gitopsd/backends/ecs/client.py"
 
 
 @dataclass(frozen=True, order=True)
@@ -191,14 +193,35 @@ class _Module:
     def scan(self) -> None:
         for func, call in _calls(self.tree):
             method = _name_of(call.func)
+            if isinstance(call.func, ast.Name) and method == "getattr":
+                self._getattr(func, call)
             if not isinstance(call.func, ast.Attribute):
                 continue
             if method == "call":
                 self._ecs_call(func, call)
             elif method == "get_paginator":
                 self._paginator(call)
-            else:
-                self._client_method(method, call)
+        # A method referenced, called or not (``client.put_item(...)``, ``send =
+        # client.put_item``): a reference that is never called costs a grant, never a miss.
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+                self._client_method(node.attr, node)
+
+    def _getattr(self, func: ast.FunctionDef | ast.AsyncFunctionDef | None, call: ast.Call) -> None:
+        """``getattr(client, name)`` hides the method; only EcsClient.call may (its callers
+        name the operation)."""
+        if not self.services or len(call.args) < 2:
+            return
+        name = call.args[1]
+        if isinstance(name, ast.Constant) and isinstance(name.value, str):
+            self._client_method(name.value, call)
+            return
+        if self.rel == ECS_DOOR and func is not None and func.name == "call":
+            return
+        self.out.problems.append(
+            f"{self.where(call)}: getattr() with a computed name in a module with an AWS client: "
+            "gitopsd.iam cannot tell which operation it calls; call the method by name"
+        )
 
     def _ecs_call(
         self, func: ast.FunctionDef | ast.AsyncFunctionDef | None, call: ast.Call
@@ -272,7 +295,7 @@ class _Module:
         for service in self._owners(arg.value):
             self._add(service, operation_names(service)[arg.value], call)
 
-    def _client_method(self, method: str, call: ast.Call) -> None:
+    def _client_method(self, method: str, call: ast.AST) -> None:
         known = [s for s in SERVICES if method in operation_names(s)]
         if not known:
             return
