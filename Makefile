@@ -7,12 +7,13 @@ VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: help bootstrap test lint typecheck unit demo clean lock
+.PHONY: help bootstrap test lint typecheck unit demo clean lock config-reference
 
 help:
 	@echo "make demo   - run the end-to-end demo against a local ECS endpoint (no AWS account)"
 	@echo "make test   - ruff, import contracts, mypy --strict and the whole pytest suite"
 	@echo "make lock   - refresh uv.lock after editing pyproject.toml"
+	@echo "make config-reference - regenerate config/reference.toml and docs/config.md tables"
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -39,6 +40,9 @@ unit: bootstrap
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck unit
+
+config-reference: bootstrap
+	$(VENV)/bin/python -m gitopsd.config_reference --write
 
 demo: bootstrap
 	$(VENV)/bin/python -m gitopsd.demo

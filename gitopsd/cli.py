@@ -572,6 +572,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_plugins)
 
+    from gitopsd import config_cli
+
+    config_cli.register(sub, common)
+
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)
 

@@ -146,19 +146,29 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Each field's docstring is its description: config/reference.toml and docs/config.md
+    # are generated from them (gitopsd.config_reference).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class AuthConfig(_Strict):
     """Credentials for a Git remote. Secrets come from env vars or files, never inline."""
 
     token_env: str | None = None
+    """Environment variable holding an HTTPS token (the password of user ``x-access-token``
+    unless ``username`` is set)."""
     token_file: Path | None = None
+    """File holding the HTTPS token; instead of ``token_env``."""
     username: str | None = None
+    """HTTPS user name."""
     password_env: str | None = None
+    """Environment variable holding the HTTPS password (needs ``username``)."""
     password_file: Path | None = None
+    """File holding the HTTPS password; instead of ``password_env``."""
     ssh_key_file: Path | None = None
+    """Private key for ``ssh://`` remotes."""
     known_hosts_file: Path | None = None
+    """Known-hosts file for ``ssh://`` remotes; host keys are checked strictly."""
 
     @model_validator(mode="after")
     def _one_secret(self) -> AuthConfig:
@@ -175,18 +185,25 @@ class SourceConfig(_Strict):
     """A Git repository gitopsd reads. Exactly one of branch, tag or commit (default: main)."""
 
     name: Name
+    """Referred to by ``apps[].source``; letters, digits, ``-``, ``_`` or ``.``."""
     url: str
+    """Local path, ``file://``, ``git://``, ``http(s)://``, ``ssh://`` or ``user@host:path``."""
     branch: str | None = None
+    """Follow this branch (``main`` when no branch, tag or commit is set)."""
     tag: str | None = None
+    """Or follow this tag (annotated tags are peeled)."""
     commit: Annotated[str, Field(pattern=COMMIT_PATTERN)] | None = None
+    """Or pin this commit (7 to 40 hex digits); set at most one of branch, tag and commit."""
     auth: AuthConfig = AuthConfig()
+    """Credentials for the remote, read from environment variables or files."""
     timeout: Duration = 60.0
-    #: Whether a new commit that does not descend from the last applied one may be applied
-    #: (a force-push or branch reset). Either way it is reported.
+    """Timeout of one fetch."""
     allow_history_rewrite: bool = True
-    #: How often the agent polls the remote (default: ``[daemon].interval``); webhooks make
-    #: it immediate.
+    """Whether a new commit that does not descend from the last applied one may be applied
+    (a force-push or branch reset). Either way it is reported."""
     interval: Duration | None = None
+    """How often the agent polls the remote (default: ``[daemon].interval``); webhooks make
+    it immediate."""
 
     @model_validator(mode="after")
     def _one_ref(self) -> SourceConfig:
@@ -209,8 +226,12 @@ class IgnoreRule(_Strict):
     """JSON pointers (into the normalised form) whose differences never count."""
 
     kind: str | None = None
+    """Only resources of this kind (``TaskDefinition`` or ``Service``); unset: any."""
     name: str | None = None
+    """Only the resource of this name (``*``: any); unset: any."""
     pointers: list[str]
+    """JSON pointers into the normalised form that ``gitopsd diff`` shows; ``*`` matches a
+    segment."""
 
     @field_validator("pointers")
     @classmethod
@@ -227,20 +248,26 @@ class IgnoreRule(_Strict):
 class SyncPolicy(_Strict):
     """How an app is synced and verified."""
 
-    #: ``auto``: the agent applies new commits; ``manual``: it reports OutOfSync and applies
-    #: only on ``gitopsd sync``.
     mode: Literal["auto", "manual"] = "auto"
+    """``auto``: the agent applies new commits; ``manual``: it reports OutOfSync and applies
+    only on ``gitopsd sync``."""
     wait: bool = True
+    """After applying, watch the rollout until it is steady (``sync --no-wait`` overrides)."""
     timeout: Duration = 600.0
+    """Give up waiting for a rollout (and roll back, see ``rollback``) after this long."""
     rollback: bool = True
-    #: Between commits, what the agent does when live state differs from the applied revision.
+    """When a rollout fails and ECS did not roll it back, return the service to the last task
+    definition that reached COMPLETED."""
     drift: Literal["off", "warn", "heal"] = "warn"
-    #: Deprecated spelling of ``drift = "heal"``.
+    """Between commits, what the agent does when live state differs from the applied revision:
+    ``off``, ``warn`` (report it) or ``heal`` (apply the revision again)."""
     self_heal: bool = False
+    """Deprecated spelling of ``drift = "heal"``."""
     prune: bool = False
-    #: A pass that would prune more than this share of the app's services waits for
-    #: ``gitopsd sync APP --confirm-prune``.
+    """Delete the resources removed from Git."""
     prune_max_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """A pass that would prune more than this share of the app's services waits for
+    ``gitopsd sync APP --confirm-prune``."""
 
     @property
     def drift_mode(self) -> str:
@@ -251,25 +278,35 @@ class AppConfig(_Strict):
     """One application: a directory of manifests deployed to one cluster."""
 
     name: Name
+    """Unique; letters, digits, ``-``, ``_`` or ``.``."""
     source: str
+    """The ``sources[].name`` the manifests are read from."""
     path: str = "."
+    """Directory of the base manifests in the repository (read recursively)."""
     overlays: list[str] = []
+    """Directories of patch documents applied in order (see docs/manifests.md)."""
     cluster: str
+    """ECS cluster name or ARN."""
     region: str | None = None
+    """Region of the cluster (default: ``[aws].region``)."""
     vars: dict[str, str] = {}
+    """Values for ``${VAR}`` in manifests; an undefined variable is an error."""
     ignore: list[IgnoreRule] = []
+    """Differences never reported or fixed: JSON pointers, per kind and resource name."""
     ignore_tag_keys: list[str] = []
+    """Tag keys other tools own (cost allocation...): never a difference, never removed."""
     sync: SyncPolicy = SyncPolicy()
-    #: How often the agent reconciles the app, drift checks included (default
-    #: ``[daemon].interval``).
+    """How the app is synced and verified."""
     interval: Duration | None = None
-    #: Apps that must be Ready at their current revision before this one is applied.
+    """How often the agent reconciles the app, drift checks included (default
+    ``[daemon].interval``)."""
     depends_on: list[str] = []
-    #: Names in ``vars`` whose values are secret: masked in every output (see "Secrets"
-    #: in docs/config.md).
+    """Apps that must be Ready at their current revision before this one is applied."""
     secret_vars: list[str] = []
-    #: ``{NAME = "ENV_VAR"}``: vars read from the environment at render time; always secret.
+    """Names in ``vars`` whose values are secret: masked in every output (see "Secrets"
+    in docs/config.md)."""
     vars_from_env: dict[str, str] = {}
+    """``{NAME = "ENV_VAR"}``: vars read from the environment at render time; always secret."""
 
     @field_validator("path")
     @classmethod
@@ -283,42 +320,61 @@ class AwsConfig(_Strict):
     """How gitopsd reaches AWS. Unset values fall back to the default credential chain."""
 
     region: str | None = None
+    """Region of the apps that set none (default: from the environment or profile)."""
     profile: str | None = None
+    """A named profile from ``~/.aws/config``; unset: the default credential chain."""
     endpoint_url: str | None = None
+    """Send AWS calls here (``http://127.0.0.1:4566`` for ``gitopsd local-aws``);
+    ``AWS_ENDPOINT_URL`` works too."""
     max_concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+    """AWS calls in flight at once (1 to 64)."""
     call_timeout: Duration = 30.0
+    """Timeout of one AWS call."""
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 6
+    """Attempts per call; throttling, 5xx and network errors are retried with exponential
+    backoff and jitter (1 to 20)."""
 
 
 class DaemonConfig(_Strict):
     """The long-running process."""
 
     interval: Duration = 60.0
+    """How often the agent polls each source and reconciles each app, drift checks included."""
     state_dir: Path = Path("/var/lib/gitopsd")
-    #: How often a rollout being verified is polled (DescribeServices, one call per 10 services).
+    """Git caches and per-app records; a relative path is relative to the config file."""
     rollout_poll_interval: Duration = 5.0
-    #: How long a sync waits for another gitopsd process that holds the same app's lock.
+    """How often a rollout being verified is polled (DescribeServices, one call per 10
+    services)."""
     lock_timeout: Duration = 30.0
-    #: Each interval is stretched by a random share of up to this much (0 to 0.5).
+    """How long a sync waits for another gitopsd process that holds the same app's lock."""
     jitter: Annotated[float, Field(ge=0.0, le=0.5)] = 0.1
-    #: Apps planned or applied at once; rollout waits do not count.
+    """Each interval is stretched by a random share of up to this much (0 to 0.5)."""
     max_parallel_apps: Annotated[int, Field(ge=1, le=256)] = 4
-    #: Retry delay after a temporary failure: doubles from ``backoff_min`` up to ``backoff_max``.
+    """Apps planned or applied at once; rollout waits do not count."""
     backoff_min: Duration = 10.0
+    """Retry delay after a temporary failure: doubles from ``backoff_min`` up to
+    ``backoff_max``."""
     backoff_max: Duration = 600.0
-    #: On SIGTERM, how long in-flight applies may take to finish before they are cancelled.
+    """The longest retry delay after repeated temporary failures."""
     grace_period: Duration = 30.0
+    """On SIGTERM, how long in-flight applies may take to finish before they are cancelled."""
 
 
 class WebhookConfig(_Strict):
     """A webhook receiver: a signed request makes the agent fetch its sources at once."""
 
     name: Name
+    """The webhook's path is ``/hooks/NAME``."""
     kind: Literal["github", "gitlab", "hmac"]
+    """``github`` (X-Hub-Signature-256), ``gitlab`` (X-Gitlab-Token) or ``hmac``
+    (``X-Signature-256: sha256=<hex HMAC-SHA256 of the body>``)."""
     secret_env: str | None = None
+    """Environment variable holding the shared secret; exactly one of ``secret_env`` and
+    ``secret_file``."""
     secret_file: Path | None = None
-    #: Sources fetched when the webhook fires (default: every source).
+    """File holding the shared secret; instead of ``secret_env``."""
     sources: list[str] = []
+    """Sources fetched when the webhook fires (default: every source)."""
 
     @model_validator(mode="after")
     def _one_secret(self) -> WebhookConfig:
@@ -334,17 +390,21 @@ class WebhookConfig(_Strict):
 class HttpConfig(_Strict):
     """The agent's HTTP server: health, readiness, metrics, status and webhooks."""
 
-    #: ``HOST:PORT``; loopback by default. An empty string turns the server off.
     address: str = "127.0.0.1:8099"
-    #: The largest webhook body accepted.
+    """``HOST:PORT`` serving /healthz, /readyz, /metrics, /api/v1/apps and the webhooks; an
+    empty string turns the server off."""
     max_body: Size = 1024 * 1024
+    """The largest webhook body accepted."""
     delivery_retention: Duration = 86400.0
     """How long webhook delivery ids are remembered: a delivery seen again within it is ignored."""
     webhooks: list[WebhookConfig] = []
-    #: A bearer token that also allows the write actions (``POST /api/v1/control``) on the
-    #: HTTP address, for a remote CLI; unset, they are only on the control socket.
+    """Webhook receivers: a signed request to ``/hooks/NAME`` fetches sources at once."""
     control_token_env: str | None = None
+    """Environment variable holding a bearer token that also allows the write actions
+    (``POST /api/v1/control``) on the HTTP address; unset, they are only on the control
+    socket."""
     control_token_file: Path | None = None
+    """File holding the control token; instead of ``control_token_env``."""
 
     @model_validator(mode="after")
     def _one_token(self) -> HttpConfig:
@@ -366,11 +426,11 @@ class HttpConfig(_Strict):
 class ManifestsConfig(_Strict):
     """Limits on reading manifests."""
 
-    #: The largest manifest file read, in bytes; a larger file is refused before parsing.
     max_file_size: Size = DEFAULT_MAX_FILE_SIZE
-    #: Shell patterns (case-insensitive) of container environment variable names whose
-    #: values are secret: masked in every output.
+    """The largest manifest file read; a larger file is refused before parsing."""
     secret_env_names: list[Annotated[str, Field(min_length=1)]] = list(DEFAULT_SECRET_ENV_NAMES)
+    """Shell patterns (case-insensitive) of container environment variable names whose
+    values are secret: masked in every output."""
 
 
 class TelemetryConfig(_Strict):
@@ -379,20 +439,22 @@ class TelemetryConfig(_Strict):
     ``OTEL_TRACES_SAMPLER``...) override these, as in every OpenTelemetry SDK."""
 
     service_name: str = "gitopsd"
-    #: Where traces go: ``otlp`` (OTLP over HTTP, protobuf), ``console`` (stderr, for
-    #: debugging), none when empty. Default: ``otlp`` when an endpoint is set.
+    """The service name on traces and metrics (``OTEL_SERVICE_NAME`` wins)."""
     traces_exporter: list[Literal["otlp", "console"]] | None = None
-    #: Where metrics go besides the agent's ``/metrics`` (Prometheus text, always on).
+    """Where traces go: ``otlp`` (OTLP over HTTP, protobuf), ``console`` (stderr, for
+    debugging), none when empty. Default: ``otlp`` when an endpoint is set."""
     metrics_exporter: list[Literal["otlp", "console"]] | None = None
-    #: The OTLP/HTTP base URL, e.g. ``http://collector:4318`` (``/v1/traces`` and
-    #: ``/v1/metrics`` are appended).
+    """Where metrics go besides the agent's ``/metrics`` (Prometheus text, always on)."""
     endpoint: str | None = None
-    #: Environment variable holding OTLP headers (``key=value,key2=value2``), e.g. an API key.
+    """The OTLP/HTTP base URL, e.g. ``http://collector:4318`` (``/v1/traces`` and
+    ``/v1/metrics`` are appended)."""
     headers_env: str | None = None
-    #: How often metrics are pushed over OTLP.
+    """Environment variable holding OTLP headers (``key=value,key2=value2``), e.g. an API
+    key; the values are secret."""
     metric_export_interval: Duration = 60.0
-    #: The share of passes traced (1.0: all); ``OTEL_TRACES_SAMPLER`` overrides.
+    """How often metrics are pushed over OTLP."""
     sample_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    """The share of passes traced (1.0: all); ``OTEL_TRACES_SAMPLER`` overrides."""
 
     @field_validator("endpoint")
     @classmethod
@@ -409,7 +471,7 @@ class StateConfig(_Strict):
     """``dir``: files under ``[daemon].state_dir``; ``dynamodb``: an Amazon DynamoDB table
     (for Fargate, whose disk is lost when the task is replaced)."""
     table: str | None = None
-    """The DynamoDB table (``backend = "dynamodb"``); never created by gitopsd: see docs/state.md."""
+    """The DynamoDB table (``backend = "dynamodb"``); gitopsd never creates it (docs/state.md)."""
     region: str | None = None
     """The table's region (default: ``[aws].region``); the endpoint is ``[aws].endpoint_url``."""
 
@@ -433,24 +495,35 @@ class LogConfig(_Strict):
     """Logs (stderr): the command line's ``--log-level`` / ``--log-format`` win."""
 
     level: Literal["debug", "info", "warning", "error"] | None = None
+    """The log level (default: warning); ``$GITOPSD_LOG_LEVEL`` and ``--log-level`` win."""
     format: Literal["auto", "console", "json"] | None = None
+    """``auto`` (console on a terminal, JSON otherwise), ``console`` or ``json``."""
 
 
 class Config(_Strict):
     """The whole configuration file."""
 
     aws: AwsConfig = AwsConfig()
+    """How gitopsd reaches AWS."""
     daemon: DaemonConfig = DaemonConfig()
+    """The long-running process."""
     manifests: ManifestsConfig = ManifestsConfig()
+    """Limits on reading manifests."""
     http: HttpConfig = HttpConfig()
+    """The agent's HTTP server."""
     telemetry: TelemetryConfig = TelemetryConfig()
+    """OpenTelemetry traces and metrics."""
     log: LogConfig = LogConfig()
+    """Logs."""
     state: StateConfig = StateConfig()
-    #: ``[plugins.NAME]``: ``enabled`` (default true) and the plugin's own options, which the
-    #: plugin validates (``gitopsd plugins`` lists what was found).
+    """Where the agent keeps what must survive a restart."""
     plugins: dict[str, dict[str, Any]] = {}
+    """``[plugins.NAME]``: ``enabled`` (default true) and the plugin's own options, which the
+    plugin validates (``gitopsd plugins`` lists what was found)."""
     sources: list[SourceConfig] = []
+    """The Git repositories gitopsd reads."""
     apps: list[AppConfig] = []
+    """The applications: each a directory of manifests deployed to one cluster."""
 
     @model_validator(mode="after")
     def _references(self) -> Config:

@@ -1,0 +1,179 @@
+"""``gitopsd config check`` and ``gitopsd config show``: the configuration, before anything runs.
+
+Why: an operator wants to know that a file is valid before a deploy picks it up
+(CI, a pre-commit hook), and what gitopsd actually runs with once defaults and
+the environment are applied, without the secrets in it ending up in a terminal
+log or a ticket.
+
+``check`` validates the file and each enabled plugin's options and contacts
+neither Git nor AWS: it reads the configuration (from ``--config``, else where
+:mod:`gitopsd.config_source` finds it) and asks the plugins, nothing else.
+
+``show`` prints the effective configuration (:func:`gitopsd.config_reference.to_document`:
+every key, defaults filled in, ``$GITOPSD_HTTP_ADDRESS`` applied) as TOML or JSON,
+and the ``OTEL_*`` variables that override ``[telemetry]``. Secrets go through the
+one redaction mechanism (:mod:`gitopsd.redact`): the values that are secret are
+*registered* as the agent registers them (``apps[].secret_vars`` values, the
+options each plugin registers while it validates them, OTLP header values), and
+the text is redacted, which also masks credentials in URLs
+(``https://user:***@host``). Values of ``*_env`` / ``*_file`` keys are names and
+paths, not secrets: they are shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import tomli_w
+
+from gitopsd import config_source
+from gitopsd.alerts import ChannelOptions
+from gitopsd.config import Config
+from gitopsd.config_reference import to_document
+from gitopsd.errors import ConfigError
+from gitopsd.plugins import PluginConfigError, PluginRegistry
+from gitopsd.redact import MASK, REDACTOR
+
+EXIT_OK = 0
+
+_PLUGIN_PROBLEM = re.compile(r"^\s*plugins\.(?P<name>[^.:\s]+)", re.MULTILINE)
+
+
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """Add ``gitopsd config check|show`` to the main CLI (``common``: --config, logging...)."""
+    parser = subparsers.add_parser(
+        "config", help="check the configuration, or show the effective one (secrets masked)"
+    )
+    actions = parser.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    p = actions.add_parser(
+        "check",
+        parents=[common],
+        help="validate the configuration and each enabled plugin's options; no Git or AWS call; "
+        "exit 0 valid, 2 invalid",
+    )
+    p.set_defaults(func=cmd_check)
+    p = actions.add_parser(
+        "show",
+        parents=[common],
+        help="print the effective configuration (defaults filled in) with secrets masked",
+    )
+    p.add_argument("-o", "--output", choices=["toml", "json"], default="toml")
+    p.set_defaults(func=cmd_show)
+
+
+def _plugins(cfg: Config) -> PluginRegistry:
+    """The plugins found, given their options (they validate them and register their secrets).
+
+    Raises :class:`PluginConfigError` naming ``plugins.NAME.key`` for every refusal.
+    """
+    registry = PluginRegistry.discover(cfg.plugins)
+    registry.configure()
+    return registry
+
+
+def summary(label: str, cfg: Config, registry: PluginRegistry) -> str:
+    """The one line ``config check`` prints for a valid configuration."""
+
+    def count(n: int, word: str) -> str:
+        return f"{n} {word}{'' if n == 1 else 's'}"
+
+    notifiers = ", ".join(c.name for c in registry.channels) or "none"
+    return (
+        f"{label}: valid ({count(len(cfg.sources), 'source')}, {count(len(cfg.apps), 'app')}, "
+        f"{count(len(cfg.http.webhooks), 'webhook')}; notifiers: {notifiers})"
+    )
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    source = config_source.resolve(args.config)
+    cfg = config_source.load(source)
+    try:
+        registry = _plugins(cfg)
+    except PluginConfigError as exc:
+        raise ConfigError(f"{source.label}: invalid plugin options\n  {exc}") from None
+    print(summary(source.label, cfg, registry))
+    return EXIT_OK
+
+
+def register_secrets(cfg: Config, environ: Mapping[str, str]) -> tuple[set[str], str | None]:
+    """Register every secret value ``show`` could print, as the agent does when it reads them.
+
+    Returns the plugins that refused their options (their own options are then masked
+    whole, since they could not say which are secret) and the refusal's message.
+    """
+    for app in cfg.apps:
+        REDACTOR.register_all(app.vars[n] for n in app.secret_vars if n in app.vars)
+    for name, value in environ.items():
+        if name.startswith("OTEL_") and "HEADERS" in name:
+            REDACTOR.register_all(v.partition("=")[2].strip() for v in value.split(","))
+    if cfg.telemetry.headers_env:
+        headers = environ.get(cfg.telemetry.headers_env, "")
+        REDACTOR.register_all(v.partition("=")[2].strip() for v in headers.split(","))
+    try:
+        _plugins(cfg)
+    except PluginConfigError as exc:
+        refused = {m["name"] for m in _PLUGIN_PROBLEM.finditer(f"  {exc}")}
+        return refused, str(exc)
+    return set(), None
+
+
+def effective(cfg: Config, refused: set[str]) -> dict[str, Any]:
+    """The configuration as data, the options of plugins in ``refused`` masked."""
+    doc = to_document(cfg)
+    plugins: dict[str, Any] = doc.get("plugins") or {}
+    for name in refused & set(plugins):
+        plugins[name] = {
+            k: v if k == "enabled" or k in ChannelOptions.KEYS else MASK
+            for k, v in plugins[name].items()
+        }
+    return doc
+
+
+def _without_none(value: Any) -> Any:
+    """TOML has no null: unset keys are left out."""
+    if isinstance(value, Mapping):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
+
+
+def render(cfg: Config, label: str, output: str, environ: Mapping[str, str]) -> tuple[str, str]:
+    """The text ``show`` prints (redacted) and its warnings for stderr (redacted)."""
+    refused, problem = register_secrets(cfg, environ)
+    doc = effective(cfg, refused)
+    otel = [f"{k}={v}" for k, v in sorted(environ.items()) if k.startswith("OTEL_")]
+    notes = []
+    if problem is not None:
+        notes.append(
+            f"{label}: a plugin refused its options, so its own options are masked "
+            f"(`gitopsd config check` says why):\n  {problem}"
+        )
+    if output == "json":
+        text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        if otel:
+            notes.append("the environment overrides [telemetry]: " + ", ".join(otel))
+    else:
+        head = [f"# The effective configuration of {label}: defaults filled in, secrets masked."]
+        head += [f"# The environment overrides [telemetry]: {v}" for v in otel]
+        text = "\n".join(head) + "\n\n" + tomli_w.dumps(_without_none(doc))
+    return REDACTOR.redact(text), REDACTOR.redact("\n".join(notes))
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    source = config_source.resolve(args.config)
+    cfg = config_source.load(source)
+    text, notes = render(cfg, source.label, args.output, os.environ)
+    print(text, end="")
+    if notes:
+        print(f"gitopsd: warning: {notes}", file=sys.stderr)
+    return EXIT_OK
