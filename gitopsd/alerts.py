@@ -328,19 +328,19 @@ class AlertFilter:
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
-        """Take back a memory saved by :meth:`to_json` (entries past the window are dropped;
-        malformed ones ignored)."""
+        """Take back a memory saved by :meth:`to_json` (entries past the window are dropped
+        unless their app still owes a recovery; malformed ones are ignored)."""
         now = self.clock()
+        owed = data.get("owed")
+        self._owed |= {str(a) for a in owed} if isinstance(owed, list) else set()
         for item in data.get("sent", []) if isinstance(data.get("sent"), list) else []:
             try:
                 key = tuple(str(p) for p in item["key"])
                 at, suppressed = float(item["at"]), int(item.get("suppressed", 0))
             except (KeyError, TypeError, ValueError):
                 continue
-            if len(key) == 4 and (self.window <= 0 or now - at < self.window):
+            if len(key) == 4 and (now - at < self.window or key[1] in self._owed):
                 self._sent.setdefault(key, _Sent(at, suppressed))
-        owed = data.get("owed")
-        self._owed |= {str(a) for a in owed} if isinstance(owed, list) else set()
 
 
 class Channel:

@@ -106,7 +106,7 @@ async def _serve(
     sources = SourceSet(config)
     try:
         async with (
-            open_store(config) as store,  # what survives a restart (docs/state.md)
+            open_store(config, check=True) as store,  # what survives a restart (docs/state.md)
             bus.running(drain=config.daemon.grace_period),
             EcsBackend(
                 config.aws,
@@ -117,6 +117,7 @@ async def _serve(
             for channel in bus.channels:
                 channel.remember_in(store)
             agent = Agent(config, backend, sources, events=bus, store=store)
+            await agent.load_records()  # an unreadable store stops the start, plainly
             async with anyio.create_task_group() as tg:
                 tg.start_soon(systemd.follow, agent)  # READY=1 after the first pass
                 endpoints = await tg.start(

@@ -1,10 +1,13 @@
-"""Small durable records under the state directory, and the per-app writer lock.
+"""Local files under the state directory, and the per-app writer lock.
 
-gitopsd keeps little state of its own (Git and AWS hold the rest): the Git
-cache, and per app the last revision of each service that reached a steady
-state on what Git asked for (the rollback target, never merely "the previous
-one") and the last commit applied (to notice a rewritten history). Writes are
-atomic (write, fsync, rename) and made off the event loop.
+gitopsd keeps little state of its own (Git and AWS hold the rest). What must
+survive a restart goes through the state store (:mod:`gitopsd.statestore`,
+docs/state.md). What stays here is local to the host: the Git cache, the
+per-app lock, and per app the last revision of each service that reached a
+steady state on what Git asked for (a rollback-target hint: without it the
+target comes from ECS's service deployments). The records of older versions
+(``agent.json``, ``applied.json``) are read here once, to be carried into the
+store. Writes are atomic (write, fsync, rename) and made off the event loop.
 
 One app must have one writer at a time, across processes: a timer's sync and
 a manual one, or two agents sharing a state directory. :class:`AppLock` is an

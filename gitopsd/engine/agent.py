@@ -124,6 +124,7 @@ class Agent:
         self._heal_after: dict[str, float] = {}
         #: Each app's record as last read from or written to the store.
         self._saved: dict[str, dict[str, Any]] = {}
+        self._loaded = False
 
     def _source_names(self) -> list[str]:
         return sorted({a.source for a in self.config.apps})
@@ -138,7 +139,7 @@ class Agent:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Run until :meth:`shutdown`; ``task_status.started()`` once every app had a pass."""
-        await self._load_records()
+        await self.load_records()
         self._last_tick = anyio.current_time()
         stop_observing = ins.observe_conditions(self._conditions)
         try:
@@ -193,15 +194,17 @@ class Agent:
             self._last_tick = anyio.current_time()
             await anyio.sleep(TICK)
 
-    async def _load_records(self) -> None:
-        """Each app's record from the store (a store that cannot be read stops the start:
-        starting with a blank memory would resume suspended apps and redeploy failed
-        commits)."""
+    async def load_records(self) -> None:
+        """Each app's record from the store, once (:meth:`run` calls it; call it first to
+        see a store failure as such). A store that cannot be read stops the start: a blank
+        memory would resume suspended apps and redeploy failed commits."""
+        if self._loaded:
+            return
         for name, st in self.app_status.items():
             entry = await self.store.get(AGENT, name)
             data = entry.value if entry is not None else {}
             if entry is None:
-                data = await self._legacy_record(name).aload()
+                data = await self._carried_over(name)
                 if data:
                     legacy = dict(data)
                     await update(self.store, AGENT, name, lambda d: d or legacy)  # noqa: B023
@@ -218,6 +221,21 @@ class Agent:
             if data.get("troubled"):
                 self._troubled.add(name)
             self._saved[name] = self._record_of(name)
+        self._loaded = True
+
+    async def _carried_over(self, name: str) -> dict[str, Any]:
+        """A record this host has and the store has not (copied into the store): the state
+        directory's store when another backend is configured, else the file of a gitopsd
+        that had no store."""
+        local = DirStore(self.config.daemon.state_dir / "store")
+        if local.location != self.store.location:
+            try:
+                entry = await local.get(AGENT, name)
+            except StateStoreError:
+                entry = None
+            if entry is not None and entry.value:
+                return entry.value
+        return await self._legacy_record(name).aload()
 
     def _record_of(self, name: str) -> dict[str, Any]:
         """What the store keeps of an app (see docs/state.md)."""

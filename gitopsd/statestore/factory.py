@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from gitopsd.config import Config
-from gitopsd.statestore import StateStore
+from gitopsd.statestore import AGENT, StateStore
 from gitopsd.statestore.dirstore import DirStore
 
 
@@ -20,8 +20,13 @@ def dir_store(config: Config) -> DirStore:
 
 
 @asynccontextmanager
-async def open_store(config: Config) -> AsyncIterator[StateStore]:
-    """The configured store, open for the body of the ``async with``."""
+async def open_store(config: Config, *, check: bool = False) -> AsyncIterator[StateStore]:
+    """The configured store, open for the body of the ``async with``.
+
+    ``check``: read once first, so a missing table or a refused permission is raised
+    here (a :class:`~gitopsd.statestore.StateRejected` saying what to do), before
+    anything else starts.
+    """
     if config.state.backend == "dynamodb":
         from gitopsd.statestore.dynamodb import DynamoDbStore
 
@@ -29,6 +34,8 @@ async def open_store(config: Config) -> AsyncIterator[StateStore]:
         async with DynamoDbStore(
             config.state.table, config.aws, region=config.state.region
         ) as store:
+            if check:
+                await store.get(AGENT, "-")
             yield store
     else:
         yield dir_store(config)
