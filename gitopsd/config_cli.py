@@ -70,14 +70,31 @@ def register(
     p.set_defaults(func=cmd_show)
 
 
-def _plugins(cfg: Config) -> PluginRegistry:
-    """The plugins found, given their options (they validate them and register their secrets).
-
-    Raises :class:`PluginConfigError` naming ``plugins.NAME.key`` for every refusal.
-    """
+def _plugins(cfg: Config) -> tuple[PluginRegistry, PluginConfigError | None]:
+    """The plugins found, given their options (they validate them and register their secrets),
+    and the refusal naming ``plugins.NAME.key`` for each bad option, if any."""
     registry = PluginRegistry.discover(cfg.plugins)
-    registry.configure()
-    return registry
+    try:
+        registry.configure()
+    except PluginConfigError as exc:
+        return registry, exc
+    return registry, None
+
+
+def unasked(cfg: Config, registry: PluginRegistry) -> list[str]:
+    """``[plugins.NAME]`` tables that no plugin validated: disabled, or no such plugin."""
+    found = set(registry.names())
+    return [n for n in cfg.plugins if n not in found or not registry.enabled(n)]
+
+
+def _unknown_plugins(cfg: Config, registry: PluginRegistry) -> list[str]:
+    found = registry.names()
+    return [
+        f"plugins.{name}: no installed plugin has this name (installed: "
+        f"{', '.join(found) or 'none'}), so its options are not checked"
+        for name in cfg.plugins
+        if name not in found
+    ]
 
 
 def summary(label: str, cfg: Config, registry: PluginRegistry) -> str:
@@ -96,19 +113,21 @@ def summary(label: str, cfg: Config, registry: PluginRegistry) -> str:
 def cmd_check(args: argparse.Namespace) -> int:
     source = config_source.resolve(args.config)
     cfg = config_source.load(source)
-    try:
-        registry = _plugins(cfg)
-    except PluginConfigError as exc:
-        raise ConfigError(f"{source.label}: invalid plugin options\n  {exc}") from None
+    registry, refusal = _plugins(cfg)
+    if refusal is not None:
+        raise ConfigError(f"{source.label}: invalid plugin options\n  {refusal}")
     print(summary(source.label, cfg, registry))
+    for warning in _unknown_plugins(cfg, registry):
+        print(f"gitopsd: warning: {source.label}: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
 def register_secrets(cfg: Config, environ: Mapping[str, str]) -> tuple[set[str], str | None]:
     """Register every secret value ``show`` could print, as the agent does when it reads them.
 
-    Returns the plugins that refused their options (their own options are then masked
-    whole, since they could not say which are secret) and the refusal's message.
+    Returns the plugin tables no plugin vouched for (a refusal, a disabled or unknown
+    plugin: their own options are then masked whole, since nothing said which are
+    secret) and the refusal's message.
     """
     for app in cfg.apps:
         REDACTOR.register_all(app.vars[n] for n in app.secret_vars if n in app.vars)
@@ -118,19 +137,19 @@ def register_secrets(cfg: Config, environ: Mapping[str, str]) -> tuple[set[str],
     if cfg.telemetry.headers_env:
         headers = environ.get(cfg.telemetry.headers_env, "")
         REDACTOR.register_all(v.partition("=")[2].strip() for v in headers.split(","))
-    try:
-        _plugins(cfg)
-    except PluginConfigError as exc:
-        refused = {m["name"] for m in _PLUGIN_PROBLEM.finditer(f"  {exc}")}
-        return refused, str(exc)
-    return set(), None
+    registry, refusal = _plugins(cfg)
+    masked = set(unasked(cfg, registry))
+    if refusal is None:
+        return masked, None
+    masked |= {m["name"] for m in _PLUGIN_PROBLEM.finditer(f"  {refusal}")}
+    return masked, str(refusal)
 
 
-def effective(cfg: Config, refused: set[str]) -> dict[str, Any]:
-    """The configuration as data, the options of plugins in ``refused`` masked."""
+def effective(cfg: Config, masked: set[str]) -> dict[str, Any]:
+    """The configuration as data, the own options of the plugins in ``masked`` masked."""
     doc = to_document(cfg)
     plugins: dict[str, Any] = doc.get("plugins") or {}
-    for name in refused & set(plugins):
+    for name in masked & set(plugins):
         plugins[name] = {
             k: v if k == "enabled" or k in ChannelOptions.KEYS else MASK
             for k, v in plugins[name].items()
@@ -149,8 +168,8 @@ def _without_none(value: Any) -> Any:
 
 def render(cfg: Config, label: str, output: str, environ: Mapping[str, str]) -> tuple[str, str]:
     """The text ``show`` prints (redacted) and its warnings for stderr (redacted)."""
-    refused, problem = register_secrets(cfg, environ)
-    doc = effective(cfg, refused)
+    masked, problem = register_secrets(cfg, environ)
+    doc = effective(cfg, masked)
     otel = [f"{k}={v}" for k, v in sorted(environ.items()) if k.startswith("OTEL_")]
     notes = []
     if problem is not None:

@@ -251,3 +251,24 @@ def test_the_network_watch_sees_a_connection(network: list[tuple[str, str]]) -> 
     with socket.socket() as s, pytest.raises(ConnectionRefusedError):
         s.connect(("127.0.0.1", 9))
     assert [event for event, _ in network] == ["socket.connect"]
+
+
+def test_plugin_tables_no_plugin_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A misspelt plugin name is said (not an error: it may be installed where gitopsd runs);
+    # a disabled or unknown plugin's options are masked by show: nothing said which are secret.
+    path = write(
+        tmp_path,
+        '[plugins.slakc]\nurl_env = "SLACK_URL"\n\n'
+        '[plugins.webhook]\nenabled = false\nurl = "https://hooks.example.com/inline-token-1"\n',
+    )
+    code, out, err = run(capsys, "config", "check", "-c", str(path))
+    assert code == 0
+    assert "valid" in out
+    assert "plugins.slakc: no installed plugin has this name (installed: console," in err
+    assert "plugins.webhook" not in err
+    code, out, _ = run(capsys, "config", "show", "-c", str(path))
+    assert code == 0
+    plugins = tomllib.loads(out)["plugins"]
+    assert plugins == {"slakc": {"url_env": "***"}, "webhook": {"enabled": False, "url": "***"}}
