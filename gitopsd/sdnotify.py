@@ -107,7 +107,9 @@ def status_line(
     ok, why = ready
     if not ok:
         return f"starting: {why}"
-    counts: dict[str, list[str]] = {"Ready": [], "not Ready": [], "suspended": [], "drifted": []}
+    counts: dict[str, list[str]] = {
+        "Ready": [], "not Ready": [], "Unknown": [], "suspended": [], "drifted": []
+    }  # fmt: skip
     for app in apps:
         name = str(app.get("app", "?"))
         ready_condition: Mapping[str, Any] = next(
@@ -117,13 +119,15 @@ def status_line(
             counts["suspended"].append(name)
         elif ready_condition.get("status") == "True":
             counts["Ready"].append(name)
+        elif ready_condition.get("status", "Unknown") == "Unknown":
+            counts["Unknown"].append(name)
         else:
             counts["not Ready"].append(f"{name}: {ready_condition.get('reason') or 'Unknown'}")
         drift = str(app.get("drift") or "")
         if drift and not drift.startswith("healed: "):
             counts["drifted"].append(name)
     parts = [f"{len(counts['Ready'])} Ready"]
-    for kind in ("not Ready", "suspended", "drifted"):
+    for kind in ("not Ready", "Unknown", "suspended", "drifted"):
         if counts[kind]:
             parts.append(f"{len(counts[kind])} {kind} ({_some(counts[kind])})")
     line = f"{len(apps)} app{'s' if len(apps) != 1 else ''}: " + ", ".join(parts)

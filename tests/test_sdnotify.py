@@ -183,11 +183,12 @@ def test_the_status_line_says_what_the_agent_does_without_a_countdown() -> None:
         _app("api", "True", suspended=True),
         _app("cron", "True", drift="svc/cron (desiredCount)"),
         _app("jobs", "True", drift="healed: svc/jobs (desiredCount)"),
+        _app("new", "Unknown"),
     ]
     at = time.mktime((2030, 1, 2, 14, 3, 12, 0, 0, -1))
     assert status_line((True, ""), apps, at) == (
-        "5 apps: 3 Ready, 1 not Ready (worker: RolloutFailed), 1 suspended (api), "
-        "1 drifted (cron); next poll 14:03:12"
+        "6 apps: 3 Ready, 1 not Ready (worker: RolloutFailed), 1 Unknown (new), "
+        "1 suspended (api), 1 drifted (cron); next poll 14:03:12"
     )
     assert status_line((True, ""), [_app("web", "True")], None) == "1 app: 1 Ready"
 
