@@ -184,12 +184,14 @@ def test_first_sync_by_hand_creates_the_gitopsd_service(self_env: Env) -> None:
     assert logs["options"]["awslogs-region"] == env.aws.region
     assert container["healthCheck"]["command"] == ["CMD", "python", "-m", "gitopsd.healthcheck"]
     assert container["portMappings"][0]["containerPort"] == 8099
-    assert container["secrets"] == [
-        {
-            "name": "GITOPSD_CONFIG_TOML",
-            "valueFrom": f"arn:aws:ssm:eu-west-1:{ACCOUNT}:parameter/gitopsd/config",
-        }
-    ]
+    # The configuration and the secrets it names by variable, injected by ECS from SSM.
+    secrets = {s["name"]: s["valueFrom"] for s in container["secrets"]}
+    parameter = f"arn:aws:ssm:eu-west-1:{ACCOUNT}:parameter/gitopsd"
+    assert secrets == {
+        "GITOPSD_CONFIG_TOML": f"{parameter}/config",
+        "GIT_TOKEN": f"{parameter}/git-token",
+        "GITOPSD_CONTROL_TOKEN": f"{parameter}/control-token",
+    }
     # ECS waits stopTimeout before SIGKILL: longer than the agent's grace period (30s).
     assert container["stopTimeout"] > 30
 
