@@ -607,6 +607,16 @@ class Agent:
                     f"the rollout of {commit[:12]} failed; waiting for a new commit "
                     f"(or `gitopsd reconcile {app.name} --force`)",
                 )  # fmt: skip
+            elif (
+                commit
+                and changeset is not None
+                and not changeset.unsettled
+                and st.conditions["Ready"].status != TRUE
+            ):
+                # A fresh agent (restart, reload) at the commit already live: nothing to
+                # apply and every service steady is Ready, not "Unknown" until Git moves.
+                st.set("Ready", TRUE, "InSync", f"live state matches {commit[:12]}")
+                st.set("Stalled", FALSE)
             return
         st.sync = "OutOfSync"
         if commit and commit == st.failed_commit:

@@ -257,6 +257,7 @@ def test_a_restart_at_the_applied_commit_reports_drift_instead_of_reverting_it(
     a.wait_for("the first sync", lambda: completed(env, "worker", "worker:1"))
     a.wait_for("worker Ready", lambda: a.app("worker")["conditions"][0]["status"] == "True")
     assert a.stop() == 0
+    desired = env.service("worker")["desiredCount"]
     env.ecs().update_service(cluster="demo", service="worker", desiredCount=4)
     env.aws.clear_calls()
     again = AgentProcess(env)
@@ -267,6 +268,21 @@ def test_a_restart_at_the_applied_commit_reports_drift_instead_of_reverting_it(
         assert "UpdateService" not in env.writes()
     finally:
         assert again.stop() == 0
+    # The drift undone by hand: a restart at the applied commit has nothing to apply and
+    # every service steady, so the app is Ready at once (not "Unknown" until Git moves).
+    env.ecs().update_service(cluster="demo", service="worker", desiredCount=desired)
+    env.aws.clear_calls()
+    third = AgentProcess(env)
+    try:
+        third.started()
+        third.wait_for(
+            "worker checked", lambda: third.app("worker")["conditions"][0]["status"] != "Unknown"
+        )
+        ready = third.app("worker")["conditions"][0]
+        assert (ready["status"], ready["reason"]) == ("True", "InSync"), ready
+        assert "UpdateService" not in env.writes()
+    finally:
+        assert third.stop() == 0
 
 
 def test_a_newer_commit_cancels_an_older_rollout_wait_and_sigterm_during_a_wait_exits_0(
