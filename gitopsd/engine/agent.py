@@ -67,6 +67,10 @@ TICK = 1.0
 FIGHT_AFTER = 2
 #: How soon an app waiting on a dependency looks again.
 DEPENDENCY_RECHECK = 5.0
+#: A sync of the same commit that gitopsd did not live to finish this many times in a row
+#: (a crash loop: e.g. it deployed itself, the new image failed and ECS rolled it back to an
+#: agent that deploys it again) marks the commit failed instead of starting it once more.
+MAX_INTERRUPTED_SYNCS = 2
 
 
 class ControlRefused(Exception):
@@ -122,6 +126,9 @@ class Agent:
         self._troubled: set[str] = set()
         #: Wall-clock time before which a drift fight is not healed again (survives restarts).
         self._heal_after: dict[str, float] = {}
+        #: The commit a sync was started for and not finished yet, and how many syncs of it
+        #: in a row gitopsd did not live to finish (persisted: a crash-loop guard).
+        self._syncing: dict[str, tuple[str, int]] = {}
         #: Each app's record as last read from or written to the store.
         self._saved: dict[str, dict[str, Any]] = {}
         self._loaded = False
@@ -220,6 +227,8 @@ class Agent:
                 self._heal_after[name] = float(data["heal_after"])
             if data.get("troubled"):
                 self._troubled.add(name)
+            if data.get("syncing"):
+                self._syncing[name] = (str(data["syncing"]), int(data.get("interrupted", 0) or 0))
             self._saved[name] = self._record_of(name)
         self._loaded = True
 
@@ -249,6 +258,8 @@ class Agent:
             "drift_fights": self._fights.get(name, 0),
             "heal_after": self._heal_after.get(name, 0.0),
             "troubled": name in self._troubled,
+            "syncing": self._syncing.get(name, ("", 0))[0],
+            "interrupted": self._syncing.get(name, ("", 0))[1],
         }
 
     async def _save(self, name: str, *, strict: bool = False) -> None:
@@ -470,6 +481,12 @@ class Agent:
         baseline = None
         if revision is not None and not forced and revision.commit != st.last_attempted:
             baseline = self._baseline.get(name)
+        if (
+            mode is Mode.SYNC
+            and revision is not None
+            and await self._interrupted_too_often(app, st, revision.commit, forced)
+        ):
+            return
         st.set("Reconciling", TRUE, "Progressing", f"{mode} pass")
         self.reconciler.superseded.discard(name)
         with anyio.CancelScope() as scope:
@@ -483,12 +500,44 @@ class Agent:
                 if self._stopping and not self._scopes:
                     self._idle.set()
         st.set("Reconciling", FALSE)
+        if not (scope.cancelled_caught and self._stopping):
+            self._syncing.pop(name, None)  # finished, or superseded by a newer commit
         if scope.cancelled_caught:
             # A newer commit (or shutdown) took over: the next pass starts at once.
             self._due[name] = 0.0
             return
         st.passes += 1
         await self._update(app, st, outcome, mode, drift_check)
+
+    async def _interrupted_too_often(
+        self, app: AppConfig, st: AppStatus, commit: str, forced: bool
+    ) -> bool:
+        """Record that a sync of ``commit`` starts (before its first write); True when the
+        previous ones died with gitopsd :data:`MAX_INTERRUPTED_SYNCS` times in a row, in
+        which case the commit is marked failed, not started again."""
+        name = app.name
+        prior, interrupted = self._syncing.get(name, ("", 0))
+        interrupted = interrupted + 1 if prior == commit else 0
+        if interrupted >= MAX_INTERRUPTED_SYNCS and not forced:
+            self._syncing.pop(name, None)
+            st.failed_commit = commit
+            message = (
+                f"the sync of {commit[:12]} was interrupted {interrupted} times in a row "
+                "(gitopsd stopped during it: a crash loop, or gitopsd deployed itself and ECS "
+                "rolled it back); not retried until Git moves "
+                f"(or `gitopsd reconcile {name} --force`)"
+            )
+            st.set("Ready", FALSE, "SyncInterrupted", message)
+            st.set("Stalled", TRUE, "SyncInterrupted", message)
+            log.error("agent.sync_interrupted", app=name, commit=commit, times=interrupted)
+            await self._save(name)
+            self._due[name] = self.scheduler.after(
+                app, anyio.current_time(), ok=True, temporary=False, failures=0
+            ).at
+            return True
+        self._syncing[name] = (commit, interrupted)
+        await self._save(name)  # before the first write: a death from here on counts
+        return False
 
     async def _update(
         self, app: AppConfig, st: AppStatus, outcome: Outcome, mode: Mode, drift_check: bool

@@ -385,3 +385,44 @@ def test_sigterm_during_an_apply_finishes_the_write_and_exits_0(
     a.wait_for("the write in flight", lambda: "UpdateService" in env.aws.calls())
     assert a.stop() == 0
     assert "web:2" in web_td(env)  # the write was finished, not abandoned
+
+
+def test_a_sync_gitopsd_does_not_live_to_finish_twice_is_not_started_a_third_time(
+    env: Env, agent: Callable[..., AgentProcess]
+) -> None:
+    """The crash-loop guard: e.g. gitopsd deploys its own image, ECS rolls the broken one
+    back to an agent that would deploy it again, forever."""
+    record = env.config.parent / "state" / "store" / "agent" / "web.json"
+
+    def stored() -> dict[str, Any]:
+        return dict(json.loads(record.read_text())["value"]) if record.exists() else {}
+
+    a = agent(source_interval="0.3s")
+    a.wait_for("the first sync", lambda: completed(env, "web", "web:1"))
+    env.aws.configure(pace=0.05)  # the rollout of web:2 outlives two agents
+    env.edit(WEB_TD, "nginx:1.27", "nginx:1.28")
+    commit = env.commit("web: a rollout gitopsd never sees the end of")
+    a.wait_for("web:2 rolling out", lambda: "web:2" in web_td(env))
+    assert stored()["syncing"] == commit
+    a.proc.kill()  # SIGKILL during the rollout wait
+    a.stop()
+    second = AgentProcess(env)
+    second.started()
+    second.wait_for("the sync resumed", lambda: stored().get("interrupted") == 1)
+    second.wait_for("its rollout followed", lambda: second.app("web")["rollouts"])
+    second.proc.kill()
+    second.stop()
+    env.aws.clear_calls()
+    third = AgentProcess(env)
+    try:
+        third.started()
+        third.wait_for(
+            "the commit marked failed",
+            lambda: third.app("web")["conditions"][0]["reason"] == "SyncInterrupted",
+        )
+        ready = third.app("web")["conditions"][0]
+        assert ready["status"] == "False" and commit[:12] in ready["message"]
+        assert stored()["failed_commit"] == commit and not stored()["syncing"]
+        assert "UpdateService" not in env.writes()
+    finally:
+        assert third.stop() == 0

@@ -78,8 +78,8 @@ def test_history_lists_deployments_from_aws_and_rollback_suspends(env: Env) -> N
     assert run.code == 0, run.out + run.err
     assert "automatic sync suspended" in run.out
     assert env.service("web")["taskDefinition"].endswith("web:1")
-    state = json.loads((env.config.parent / "state" / "apps" / "web" / "agent.json").read_text())
-    assert state["suspended"] is True
+    record = env.config.parent / "state" / "store" / "agent" / "web.json"
+    assert json.loads(record.read_text())["value"]["suspended"] is True
 
 
 def test_status_without_an_agent_reads_live_state(env: Env) -> None:

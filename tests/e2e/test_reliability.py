@@ -84,7 +84,7 @@ def test_diff_shows_a_failing_rollout_instead_of_in_sync(env: Env) -> None:
 def test_read_only_commands_write_no_state(env: Env) -> None:
     sync_ok(env)
     state = StateDir(state_dir(env))
-    records = [state.last_good("web").path, state.applied("web").path]
+    records = [state.last_good("web").path, state_dir(env) / "store" / "applied" / "web.json"]
     before = {p: p.read_bytes() for p in records}
     for p in records:
         p.unlink()
