@@ -421,8 +421,10 @@ def test_a_sync_gitopsd_does_not_live_to_finish_twice_is_not_started_a_third_tim
             lambda: third.app("web")["conditions"][0]["reason"] == "SyncInterrupted",
         )
         ready = third.app("web")["conditions"][0]
-        assert ready["status"] == "False" and commit[:12] in ready["message"]
-        assert stored()["failed_commit"] == commit and not stored()["syncing"]
+        assert ready["status"] == "False"
+        assert commit[:12] in ready["message"]
+        assert stored()["failed_commit"] == commit
+        assert not stored()["syncing"]
         assert "UpdateService" not in env.writes()
     finally:
         assert third.stop() == 0
