@@ -405,6 +405,8 @@ def format_status_table(apps: Sequence[dict[str, Any]], paint: Painter) -> str:
             reason = "Suspended"
         revision = str(a.get("last_applied") or a.get("last_attempted") or "")[:12] or "-"
         message = " ".join(str(ready.get("message", "")).split())
+        if a.get("progress"):  # a rollout being watched: its stage says more than "Ready"
+            message = f"rollout {a['progress']}" + (f"; {message}" if message else "")
         rows.append(
             (
                 str(a.get("app", "")),
