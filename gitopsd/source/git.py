@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -62,7 +63,7 @@ import structlog
 from dulwich.client import HTTPProxyUnauthorized, HTTPUnauthorized
 from dulwich.errors import GitProtocolError, NotGitRepository
 from dulwich.file import FileLocked
-from dulwich.objects import Commit, ObjectID
+from dulwich.objects import Commit, ObjectID, Tag
 from dulwich.refs import Ref
 from opentelemetry.trace import SpanKind
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
@@ -70,7 +71,7 @@ from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from gitopsd.config import SourceConfig
 from gitopsd.errors import SourceError, SourceRejected, SourceUnavailable
 from gitopsd.model import Revision
-from gitopsd.source import cache
+from gitopsd.source import cache, gitcli
 from gitopsd.source.auth import (
     Credentials,
     Transport,
@@ -79,7 +80,16 @@ from gitopsd.source.auth import (
     strip_userinfo,
     transport_of,
 )
-from gitopsd.source.remote import Remote, classify, close_remote, not_smart_http, open_remote
+from gitopsd.source.remote import (
+    Remote,
+    classify,
+    close_remote,
+    keeps_connections,
+    not_smart_http,
+    open_remote,
+    settle_remote,
+    use_listing,
+)
 from gitopsd.telemetry import instruments as ins
 
 log = structlog.get_logger(__name__)
@@ -195,6 +205,11 @@ class GitSource:
         self._trees_commit: ObjectID | None = None
         self._trees_bytes = 0
         self._fetched_bytes = 0  # of the fetch in progress (under the fetch lock)
+        self._deadline = 0.0  # of the fetch in progress (monotonic; under the fetch lock)
+        # An HTTP remote kept between polls (its connections stay open), with what it was
+        # opened for; taken and put back under the fetch lock.
+        self._kept: tuple[tuple[object, ...], Remote] | None = None
+        self._open_key: tuple[object, ...] = ()  # what the remote in use was opened for
 
     # -- fetch -------------------------------------------------------------
 
@@ -321,6 +336,7 @@ class GitSource:
         creds = resolve_credentials(self.config, transport)
         with self._locked(deadline, waiting):
             self._fetched_bytes = 0
+            self._deadline = deadline
             commit, fetched, objects = self._sync_cache(transport, creds)
             self._record_fetch(commit.decode("ascii"))
             try:
@@ -405,7 +421,7 @@ class GitSource:
         if self._damaged is None:  # else a read found it and already marked it
             self._remember_damage(reason, cache.identity(self.path))
         remote, _refs = self._connect(transport, creds)
-        close_remote(remote)
+        self._release(remote, ok=True)
         try:
             aside = cache.rebuild(self.path)
         except OSError as exc:
@@ -480,12 +496,16 @@ class GitSource:
                 if known is not None:  # commits never move: no need to ask the remote
                     return known, False, 0
             remote, refs = self._connect(transport, creds)
+            ok = False
             try:
                 if cfg.commit:
-                    return self._sync_commit(repo, remote, creds, refs, cfg.commit)
-                return self._sync_ref(repo, remote, creds, refs, Ref(cfg.ref.encode("utf-8")))
+                    found = self._sync_commit(repo, remote, creds, refs, cfg.commit)
+                else:
+                    found = self._sync_ref(repo, remote, creds, refs, Ref(cfg.ref.encode("utf-8")))
+                ok = True
+                return found
             finally:
-                close_remote(remote)
+                self._release(remote, ok=ok)
 
     def _connect(
         self, transport: Transport, creds: Credentials
@@ -493,7 +513,7 @@ class GitSource:
         """Open the remote and list its refs (the caller closes the remote)."""
         cfg = self.config
         try:
-            remote = open_remote(cfg.url, transport, creds, cfg.timeout, git=self._git)
+            remote = self._open(transport, creds)
         except ValueError as exc:
             raise SourceRejected(
                 f"{self._what}: cannot parse the URL: {exc}; check sources[{cfg.name}].url"
@@ -510,6 +530,30 @@ class GitSource:
         except BaseException:
             close_remote(remote)
             raise
+
+    def _open(self, transport: Transport, creds: Credentials) -> Remote:
+        """The remote kept from the last poll if it was opened the same way, else a new one.
+
+        Credentials are part of the key: a rotated token opens a new client.
+        """
+        cfg = self.config
+        key = (cfg.url, transport, creds.username, creds.password, creds.ssh_command, self._git)
+        self._open_key = key
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            if kept[0] == key:
+                return kept[1]
+            close_remote(kept[1])
+        self._open_key = key
+        return open_remote(cfg.url, transport, creds, cfg.timeout, git=self._git)
+
+    def _release(self, remote: Remote, *, ok: bool) -> None:
+        """Keep an HTTP remote that just worked for the next poll; close anything else."""
+        if ok and keeps_connections(remote):
+            settle_remote(remote)
+            self._kept = (self._open_key, remote)
+        else:
+            close_remote(remote)
 
     def _sync_ref(
         self,
@@ -533,7 +577,7 @@ class GitSource:
                     advertised[ref] = current[ref]
                 return advertised
 
-            got = self._download(repo, remote, creds, select)
+            got = self._download(repo, remote, creds, select, [f"+{ref.decode()}:{ref.decode()}"])
             fetched, objects = got is not None, got or 0
             if ref not in advertised or advertised[ref] not in repo.object_store:
                 self._missing_ref(refs)
@@ -556,7 +600,7 @@ class GitSource:
         commit: str,
     ) -> tuple[ObjectID, bool, int]:
         """A commit id the cache lacks: fetch every branch, then look for it."""
-        got = self._download(repo, remote, creds, _heads)
+        got = self._download(repo, remote, creds, _heads, ["+refs/heads/*:refs/heads/*"])
         for name, sha in _heads(refs).items():
             if sha in repo.object_store:
                 self._set_ref(repo, name, sha)
@@ -616,11 +660,18 @@ class GitSource:
         remote: Remote,
         creds: Credentials,
         select: _Selector,
+        refspecs: list[str],
     ) -> int | None:
         """Fetch the objects of the refs ``select`` picks that the cache lacks.
 
+        Into an empty cache, ``git fetch`` of ``refspecs`` when the git CLI is
+        there (see :mod:`gitopsd.source.gitcli`), else (or if it fails) dulwich.
         Return None if nothing was requested, else the number of objects written.
         """
+        if not repo.haves:
+            got = self._clone_with_git(repo, remote, creds, select, refspecs)
+            if got is not None:
+                return got
         requested: list[ObjectID] = []
 
         def determine_wants(
@@ -631,6 +682,7 @@ class GitSource:
             return list(requested)
 
         before = cache.pack_names(self.path)
+        use_listing(remote)  # the refs were listed just before: HTTP need not list them again
         try:
             remote.client.fetch(
                 remote.path.encode("utf-8"),
@@ -660,6 +712,49 @@ class GitSource:
                 pack = self.path / "objects" / "pack" / f"{name}.pack"
                 self._fetched_bytes += pack.stat().st_size
         return cache.count_objects(repo, new)
+
+    def _clone_with_git(
+        self,
+        repo: cache.CacheRepo,
+        remote: Remote,
+        creds: Credentials,
+        select: _Selector,
+        refspecs: list[str],
+    ) -> int | None:
+        """Fill the empty cache with ``git fetch``; None if git is absent or failed (use dulwich).
+
+        The refs git wrote are what ``select`` picks from, as it would from the
+        advertisement of a dulwich fetch.
+        """
+        binary = shutil.which("git") if self._git == "" else self._git
+        if binary is None:
+            return None
+        command = gitcli.fetch_command(
+            binary, self.path, self.config.url, remote.transport, creds, refspecs,
+            self.config.timeout,
+        )  # fmt: skip
+        before = cache.pack_names(self.path)
+        try:
+            failed = gitcli.run_fetch(command, self._deadline, creds)
+        except gitcli.GitTimedOut:
+            raise self._timed_out(_Waiting()) from None
+        if failed is not None:
+            log.warning("source.git_cli_failed", source=self.config.name, error=failed)
+            return None
+        with cache.damage_is_rebuild(repo):
+            written = {
+                Ref(name): sha
+                for name, sha in repo.refs.as_dict().items()
+                if name != b"HEAD" and sha in repo.object_store
+            }
+            if not select(written):
+                return None  # git fetched nothing of what is wanted: let dulwich try
+            new = cache.pack_names(self.path) - before
+            for name in new:
+                with contextlib.suppress(OSError):
+                    pack = self.path / "objects" / "pack" / f"{name}.pack"
+                    self._fetched_bytes += pack.stat().st_size
+            return cache.count_objects(repo, new)
 
     def _find_commit(self, repo: cache.CacheRepo, commit: str) -> ObjectID | None:
         try:
@@ -936,6 +1031,44 @@ class GitSource:
             return ""
         return obj.message.decode("utf-8", "replace").strip().splitlines()[0] if obj.message else ""
 
+    def signed_object(self, commit: str, *, tag: bool = False) -> Commit | Tag:
+        """The commit object ``commit`` as fetched, for signature checks (:mod:`.verify`).
+
+        With ``tag``: what the configured tag's ref points at in the cache, a ``Tag``
+        object (annotated) or the commit itself (lightweight). Its raw bytes are
+        those the signer signed. ``SourceRejected`` when it is not in the cache.
+        """
+        short = commit[:12]
+        with self._read_lock:
+            try:
+                repo = self._open_reader(self._generation)
+            except _DamageFound as found:
+                raise self._damaged_error(found.reason) from None
+            try:
+                sha = repo.refs[Ref(self.config.ref.encode())] if tag else cache.full_id(commit)
+                obj = repo.object_store[sha] if sha is not None else None
+                if tag and sha is not None and cache.peel_to_commit(repo, sha) != commit.encode():
+                    raise SourceUnavailable(
+                        f"{self._what}: tag {self.config.tag!r} moved while it was checked; "
+                        "the next poll checks it again"
+                    )
+            except SourceError:
+                raise
+            except KeyError:
+                obj = None
+            except Exception as exc:
+                reason = cache.damage_in(repo, exc)
+                if reason is None:
+                    raise
+                cache.forget_frames(exc)
+                self._found_damage(reason, "signed_object")
+                raise self._damaged_error(reason) from None
+        if not isinstance(obj, Commit | Tag):
+            raise SourceRejected(
+                f"{self._what}: commit {short} is not in the cache; fetch it first"
+            )
+        return obj
+
     def is_ancestor(self, ancestor: str, commit: str) -> bool | None:
         """Whether ``ancestor`` is ``commit`` or an ancestor of it, from the cache alone.
 
@@ -1006,7 +1139,10 @@ class GitSource:
             reader.close()
 
     def close(self) -> None:
-        """Release the cache repository's file handles (a later call reopens it)."""
+        """Release the cache repository's file handles and the kept remote (both reopen later)."""
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            close_remote(kept[1])
         with self._read_lock:
             self._close_reader()
             self._trees, self._trees_commit, self._trees_bytes = {}, None, 0

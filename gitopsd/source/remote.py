@@ -5,7 +5,8 @@ Two jobs that both need to know the transport:
 * building the client: local paths and ``file://`` (``git upload-pack`` when the
   ``git`` binary is there: dulwich's in-process local client walks the whole
   history on every fetch), ``git://`` (with a socket timeout dulwich does not
-  offer), smart HTTP(S) with basic auth and a request timeout, and SSH through
+  offer), smart HTTP(S) with basic auth and a request timeout (and fewer round
+  trips than dulwich makes: see :class:`_SmartHttpClient`), and SSH through
   the ``ssh`` binary with our own command line;
 * classifying what the client raised: whether a retry may help
   (:class:`~gitopsd.errors.SourceUnavailable`: refused, unresolvable, timed out,
@@ -21,7 +22,7 @@ import re
 import select
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 import urllib3
 from dulwich.client import (
+    DEFAULT_REF_PREFIX,
     GitClient,
     HttpGitClient,
     HTTPProxyUnauthorized,
@@ -38,7 +40,10 @@ from dulwich.client import (
     SubprocessGitClient,
     TCPGitClient,
     TraditionalGitClient,
+    build_ls_refs_request_v2,
     default_urllib3_manager,
+    extract_object_format_from_capabilities,
+    read_pkt_refs_v2,
 )
 from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.protocol import (
@@ -46,7 +51,9 @@ from dulwich.protocol import (
     DEFAULT_GIT_PROTOCOL_VERSION_SEND,
     TCP_GIT_PORT,
     Protocol,
+    pkt_line,
 )
+from dulwich.refs import Ref
 
 from gitopsd.errors import SourceError, SourceRejected, SourceUnavailable
 from gitopsd.source.auth import SCP_LIKE, Credentials, Transport, strip_userinfo
@@ -72,17 +79,144 @@ class _TrackingPoolManager(urllib3.PoolManager):
     ) -> urllib3.BaseHTTPResponse:
         response = super().urlopen(method, url, redirect=redirect, **kw)
         self.responses.append(response)
+        close = response.close
+
+        def finish_then_close() -> None:
+            # Dulwich stops reading at Git's flush-pkt, before the end of the HTTP
+            # body (a chunked response's last chunk); closing such a response closes
+            # its connection. Reading the rest (a few bytes) returns the connection
+            # to the pool instead, so the next request (and the next poll) reuses it.
+            with suppress(Exception):
+                if response.connection is not None and not response.closed:
+                    response.read(_DRAIN_LIMIT)
+            close()
+
+        response.close = finish_then_close  # type: ignore[method-assign]
         return response
 
-    def close(self) -> None:
+    def settle(self) -> None:
+        """Forget the responses of a finished exchange, keeping the pool's idle connections."""
         while self.responses:
             with suppress(Exception):
                 self.responses.pop().close()
+
+    def close(self) -> None:
+        self.settle()
         self.clear()
+
+
+_DRAIN_LIMIT = 64 * 1024
+"""At most this much of a response's unread rest is read to keep its connection for reuse."""
+
+_Discovery = tuple[dict[Ref, Any], set[bytes], str, dict[Ref, Ref], dict[Ref, Any]]
+"""What dulwich's ``_discover_references`` returns: refs, capabilities, URL, symrefs, peeled."""
 
 
 class _TrackingProxyManager(_TrackingPoolManager, urllib3.ProxyManager):
     """The same, through an HTTP(S) proxy (``https_proxy`` and friends)."""
+
+
+class _SmartHttpClient(HttpGitClient):
+    """Smart-HTTP client that makes a poll one request and a fetch two.
+
+    Dulwich asks for the server's capabilities (``GET info/refs``) before every
+    protocol v2 command, so a listing costs two requests, and a fetch lists the
+    refs again (all of them: ``refs/pull/*`` too) before asking for the pack.
+    ``git http-backend``, GitHub and GitLab serve each request with a new
+    process, so requests, not bytes, are what a poll costs. This client
+
+    * remembers the capabilities of a protocol v2 server (they describe the
+      server, not the repository's state) and sends later ``ls-refs`` straight
+      to ``POST git-upload-pack``; a server that no longer answers that way
+      (another Git server behind the URL, a sign-in page) is asked again the
+      usual way, which also tells a non-Git answer from a Git one;
+    * lets the fetch that follows a listing use that listing
+      (:meth:`use_listing`) rather than listing again.
+
+    Credentials and their scope (sent only to the URL's origin) are dulwich's.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._v2: tuple[str, set[bytes], str] | None = None  # asked URL, capabilities, URL
+        self._listing: _Discovery | None = None  # the last get_refs, for the fetch after it
+        self._pending: _Discovery | None = None  # what the next fetch uses instead of listing
+        self._listing_now = False
+        #: Requests this client sent (for tests and the benchmark).
+        self.requests = 0
+
+    def use_listing(self) -> None:
+        """Let the next fetch use the refs the last :meth:`get_refs` listed."""
+        self._pending, self._listing = self._listing, None
+
+    def get_refs(
+        self,
+        path: str | bytes,
+        protocol_version: int | None = None,
+        ref_prefix: Sequence[bytes] | None = None,
+    ) -> Any:
+        self._listing = self._pending = None
+        self._listing_now = True
+        try:
+            return super().get_refs(path, protocol_version=protocol_version, ref_prefix=ref_prefix)
+        finally:
+            self._listing_now = False
+
+    def _http_request(self, *args: Any, **kwargs: Any) -> Any:
+        self.requests += 1
+        return super()._http_request(*args, **kwargs)
+
+    def _discover_references(
+        self,
+        service: bytes,
+        base_url: str,
+        protocol_version: int | None = None,
+        ref_prefix: Sequence[bytes] | None = None,
+    ) -> _Discovery:
+        upload = service == b"git-upload-pack" and protocol_version in (None, 2)
+        if upload and self._pending is not None and not self._listing_now:
+            found, self._pending = self._pending, None
+            self.protocol_version = 2 if self._v2 is not None else 0
+            return found
+        found_v2: _Discovery | None = None
+        if upload and self._v2 is not None and self._v2[0] == base_url:
+            try:
+                found_v2 = self._ls_refs(self._v2[2], self._v2[1], ref_prefix)
+            except (GitProtocolError, NotGitRepository, ValueError, AssertionError) as exc:
+                if exc.__cause__ is not None:  # the network failed: asking again would wait again
+                    raise
+                self._v2 = None  # the server changed: discover it again
+        if found_v2 is not None:
+            found = found_v2
+        else:
+            found = super()._discover_references(
+                service, base_url, protocol_version=protocol_version, ref_prefix=ref_prefix
+            )
+            if upload and self.protocol_version == 2 and not self.dumb:
+                self._v2 = (base_url, found[1], found[2])
+        if self._listing_now:
+            self._listing = found
+        return found
+
+    def _ls_refs(
+        self, url: str, capabilities: set[bytes], ref_prefix: Sequence[bytes] | None
+    ) -> _Discovery:
+        """``ls-refs`` sent straight to ``POST git-upload-pack`` of a known protocol v2 server."""
+        object_format = extract_object_format_from_capabilities(capabilities)
+        prefixes = list(ref_prefix) if ref_prefix is not None else DEFAULT_REF_PREFIX
+        command, arguments = build_ls_refs_request_v2(capabilities, object_format, prefixes)
+        body = b"".join(
+            [pkt_line(p) for p in command] + [b"0001"] + [pkt_line(p) for p in arguments]
+        )
+        self.protocol_version = 2
+        resp, read = self._smart_request("git-upload-pack", url, body + b"0000")
+        try:
+            refs, symrefs, peeled = read_pkt_refs_v2(
+                Protocol(read, lambda data: None).read_pkt_seq()
+            )
+        finally:
+            resp.close()
+        return dict(refs), capabilities, url, symrefs, dict(peeled)
 
 
 class _TimeoutTCPGitClient(TCPGitClient):
@@ -266,7 +400,7 @@ def open_remote(
             base_url=base,
             timeout=timeout,
         )
-        client = HttpGitClient(
+        client = _SmartHttpClient(
             base,
             pool_manager=pool,
             username=creds.username,
@@ -297,6 +431,24 @@ def close_remote(remote: Remote) -> None:
     pool = getattr(remote.client, "pool_manager", None)
     if isinstance(pool, _TrackingPoolManager):
         pool.close()
+
+
+def keeps_connections(remote: Remote) -> bool:
+    """Whether ``remote`` is worth keeping between polls (HTTP: its pool of open connections)."""
+    return isinstance(remote.client, _SmartHttpClient)
+
+
+def settle_remote(remote: Remote) -> None:
+    """After a successful exchange: forget its responses, keep the idle connections for the next."""
+    pool = getattr(remote.client, "pool_manager", None)
+    if isinstance(pool, _TrackingPoolManager):
+        pool.settle()
+
+
+def use_listing(remote: Remote) -> None:
+    """Let the next fetch on ``remote`` use the refs just listed (HTTP: saves two requests)."""
+    if isinstance(remote.client, _SmartHttpClient):
+        remote.client.use_listing()
 
 
 _HTTP_STATUS = re.compile(r"unexpected http resp (\d{3})")
