@@ -10,44 +10,28 @@ Command output goes to stdout, logs to stderr.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
+from gitopsd import __version__
 
-from gitopsd import __version__, config_source
-from gitopsd.backends.base import Applied
-from gitopsd.backends.ecs.backend import EcsBackend
-from gitopsd.config import AppConfig, Config
-from gitopsd.engine.journal import RunJournal
-from gitopsd.engine.outcome import Outcome
-from gitopsd.engine.reconcile import Mode, Reconciler
-from gitopsd.engine.sources import SourceSet
-from gitopsd.errors import ConfigError, GitopsdError
-from gitopsd.output import (
-    Painter,
-    dump_json,
-    format_history,
-    format_outcomes,
-    format_plan,
-    format_status_table,
-    redacted_stdio,
-    status_row,
-    write_json,
-)
-from gitopsd.plugins import event_bus
-from gitopsd.state import StateDir
-from gitopsd.statestore import AGENT, update
-from gitopsd.statestore.factory import open_store
-from gitopsd.telemetry.logs import configure_logging
-from gitopsd.telemetry.setup import current as current_telemetry
-from gitopsd.telemetry.setup import setup_telemetry
+# Start-up time: ``gitopsd --help`` and ``gitopsd version`` must not pay for AWS, OpenTelemetry,
+# pydantic, dulwich or structlog (tests/test_startup.py). So this module imports only the
+# standard library at its top; each command imports what it needs when it runs.
+if TYPE_CHECKING:
+    import anyio
+
+    from gitopsd.backends.base import Applied
+    from gitopsd.backends.ecs.backend import EcsBackend
+    from gitopsd.config import AppConfig, Config
+    from gitopsd.engine.journal import RunJournal
+    from gitopsd.engine.outcome import Outcome
+    from gitopsd.engine.reconcile import Mode
+    from gitopsd.output import Painter
 
 EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -74,6 +58,8 @@ class ConsoleListener:
         self.paint = paint
 
     def planned(self, outcome: Outcome) -> None:
+        from gitopsd.output import format_plan
+
         print(format_plan(outcome, self.paint), flush=True)
 
     def wrote(self, app: str, applied: Applied) -> None:
@@ -93,6 +79,8 @@ class ConsoleListener:
 
 def _config(args: argparse.Namespace) -> Config:
     """The configuration from ``--config``, else the environment (:mod:`gitopsd.config_source`)."""
+    from gitopsd import config_source
+
     return config_source.load(config_source.resolve(args.config))
 
 
@@ -104,6 +92,17 @@ async def _run_pass(
     cfg: Config, args: argparse.Namespace, mode: Mode, paint: Painter
 ) -> list[Outcome]:
     """One pass; a SIGINT or SIGTERM cancels it and raises :class:`Interrupted`."""
+    import contextlib
+
+    import anyio
+
+    from gitopsd.backends.ecs.backend import EcsBackend
+    from gitopsd.engine.reconcile import Mode, Reconciler
+    from gitopsd.engine.sources import SourceSet
+    from gitopsd.plugins import event_bus
+    from gitopsd.state import StateDir
+    from gitopsd.statestore.factory import open_store
+
     apps = _select(cfg, getattr(args, "apps", []) or [])
     sources = SourceSet(
         cfg, directory=getattr(args, "dir", None), offline=getattr(args, "offline", False)
@@ -145,7 +144,8 @@ async def _run_pass(
                     tg.cancel_scope.cancel()
     finally:
         sources.close()
-        telemetry = current_telemetry()
+        setup = sys.modules.get("gitopsd.telemetry.setup")  # not imported: nothing to flush
+        telemetry = setup.current() if setup is not None else None
         if telemetry is not None:
             telemetry.flush()
     if caught:
@@ -154,6 +154,10 @@ async def _run_pass(
 
 
 async def _watch_signals(scope: anyio.CancelScope, caught: list[int]) -> None:
+    import threading
+
+    import anyio
+
     if threading.current_thread() is not threading.main_thread():
         return  # signals reach the main thread only (gitopsd run from a test's thread)
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -173,16 +177,27 @@ def _load(args: argparse.Namespace) -> Config:
 
 def _observe(cfg: Config, args: argparse.Namespace) -> None:
     """Logs as ``[log]`` says (the command line wins), and the OpenTelemetry SDK."""
+    from gitopsd.telemetry.exporters import exports_anything
+    from gitopsd.telemetry.logs import configure_logging
+
     if args.log_level is None and args.log_format is None and (cfg.log.level or cfg.log.format):
         configure_logging(cfg.log.level or "warning", cfg.log.format or "auto")
     elif args.log_level is None and cfg.log.level:
         configure_logging(cfg.log.level, args.log_format or "auto")
     elif args.log_format is None and cfg.log.format:
         configure_logging(args.log_level or "warning", cfg.log.format)
-    setup_telemetry(cfg.telemetry, version=__version__)
+    if exports_anything(cfg.telemetry, os.environ):  # else no SDK: nothing would leave
+        from gitopsd.telemetry.setup import setup_telemetry
+
+        setup_telemetry(cfg.telemetry, version=__version__)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    import anyio
+
+    from gitopsd.engine.reconcile import Mode
+    from gitopsd.output import Painter
+
     cfg = _load(args)
     paint = Painter(sys.stdout, args.color)
     outcomes = anyio.run(_run_pass, cfg, args, Mode.RENDER, paint)
@@ -198,7 +213,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    import anyio
+
+    from gitopsd.engine.reconcile import Mode
     from gitopsd.manifests.render import dump_resources
+    from gitopsd.output import Painter
 
     cfg = _load(args)
     args.apps = [args.app]
@@ -212,6 +231,11 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    import anyio
+
+    from gitopsd.engine.reconcile import Mode
+    from gitopsd.output import Painter, format_outcomes, write_json
+
     cfg = _load(args)
     paint = Painter(sys.stdout, args.color)
     outcomes = anyio.run(_run_pass, cfg, args, Mode.PLAN, paint)
@@ -226,6 +250,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    import anyio
+
+    from gitopsd.engine.reconcile import Mode
+    from gitopsd.output import Painter, format_outcomes, write_json
+
     cfg = _load(args)
     paint = Painter(sys.stdout, args.color)
     mode = Mode.PLAN if args.dry_run else Mode.SYNC
@@ -249,6 +278,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import anyio
+
+    from gitopsd import config_source
     from gitopsd.daemon import run_agent
 
     source = config_source.resolve(args.config)
@@ -268,7 +300,10 @@ def _socket(args: argparse.Namespace) -> Path | str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    import anyio
+
     from gitopsd.control import AgentUnreachable, get_status
+    from gitopsd.output import Painter, dump_json, format_status_table
 
     try:
         apps = anyio.run(get_status, _socket(args))
@@ -287,6 +322,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _status_from_aws(args: argparse.Namespace) -> int:
     """No agent: plan every app (read-only) and show the same table."""
+    import anyio
+
+    from gitopsd.engine.reconcile import Mode
+    from gitopsd.output import Painter, dump_json, format_status_table, status_row
+
     cfg = _load(args)
     args.apps = []
     paint = Painter(sys.stdout, args.color)
@@ -300,7 +340,10 @@ def _status_from_aws(args: argparse.Namespace) -> int:
 
 
 def _control(args: argparse.Namespace, request: dict[str, object]) -> int:
+    import anyio
+
     from gitopsd.control import send_control
+    from gitopsd.output import dump_json
 
     answer = anyio.run(send_control, _socket(args), request)
     print(dump_json(answer))
@@ -323,6 +366,9 @@ async def _history(
     cfg: Config, app: AppConfig, args: argparse.Namespace
 ) -> list[dict[str, object]]:
     from gitopsd.backends.ecs.backend import EcsBackend as Backend
+    from gitopsd.engine.reconcile import Mode, Reconciler
+    from gitopsd.engine.sources import SourceSet
+    from gitopsd.state import StateDir
 
     sources = SourceSet(cfg, offline=args.offline)
     try:
@@ -352,12 +398,18 @@ async def _history(
 
 def _null_backend_schema() -> EcsBackend:
     """An ECS backend used only for its manifest schema (render), opening no client."""
+    from gitopsd.backends.ecs.backend import EcsBackend
     from gitopsd.config import AwsConfig
+    from gitopsd.state import StateDir
 
     return EcsBackend(AwsConfig(), StateDir(Path("/nonexistent")))
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    import anyio
+
+    from gitopsd.output import Painter, dump_json, format_history
+
     cfg = _load(args)
     app = cfg.app(args.app)
     rows = anyio.run(_history, cfg, app, args)
@@ -370,8 +422,16 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 async def _rollback(cfg: Config, app: AppConfig, args: argparse.Namespace) -> tuple[str, list[Any]]:
-    from gitopsd.backends.ecs.backend import roll_back_to
+    import contextlib
+
+    from gitopsd.backends.ecs.backend import EcsBackend, roll_back_to
     from gitopsd.control import AgentUnreachable, send_control
+    from gitopsd.engine.reconcile import Mode, Reconciler
+    from gitopsd.engine.sources import SourceSet
+    from gitopsd.output import Painter
+    from gitopsd.state import StateDir
+    from gitopsd.statestore import AGENT, update
+    from gitopsd.statestore.factory import open_store
 
     sources = SourceSet(cfg, offline=args.offline)
     paint = Painter(sys.stdout, args.color)
@@ -405,6 +465,10 @@ async def _rollback(cfg: Config, app: AppConfig, args: argparse.Namespace) -> tu
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    import anyio
+
+    from gitopsd.output import Painter
+
     cfg = _load(args)
     app = cfg.app(args.app)
     _, statuses = anyio.run(_rollback, cfg, app, args)
@@ -416,6 +480,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from gitopsd import config_source
     from gitopsd.plugins import PluginRegistry, format_plugins
 
     source = config_source.resolve(args.config)
@@ -577,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_cli.register(sub, common)
 
     p = sub.add_parser("version", help="print the version")
-    p.set_defaults(func=cmd_version)
+    p.set_defaults(func=cmd_version, bare=True)  # bare: no logging set-up, nothing to redact
 
     from gitopsd.local_aws import command as local_aws_command
 
@@ -591,6 +656,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "bare", False):
+        code: int = args.func(args)
+        return code
+    from gitopsd.errors import ConfigError, GitopsdError
+    from gitopsd.output import redacted_stdio
+    from gitopsd.telemetry.logs import configure_logging
+
     try:
         configure_logging(
             getattr(args, "log_level", None) or "warning",
@@ -600,7 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     with redacted_stdio():  # no secret in anything a command prints (gitopsd.redact)
         try:
-            code: int = args.func(args)
+            code = args.func(args)
         except (ConfigError, GitopsdError) as exc:
             print(f"gitopsd: {exc}", file=sys.stderr)
             return EXIT_ERROR

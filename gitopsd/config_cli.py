@@ -28,17 +28,13 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import tomli_w
-
-from gitopsd import config_source
-from gitopsd.alerts import ChannelOptions
-from gitopsd.config import Config
-from gitopsd.config_reference import to_document
-from gitopsd.errors import ConfigError
-from gitopsd.plugins import PluginConfigError, PluginRegistry
-from gitopsd.redact import MASK, REDACTOR
+# Registered on every CLI start (``gitopsd --help`` included): the modules below are imported
+# by the commands when they run, so that start-up stays fast (tests/test_startup.py).
+if TYPE_CHECKING:
+    from gitopsd.config import Config
+    from gitopsd.plugins import PluginConfigError, PluginRegistry
 
 EXIT_OK = 0
 
@@ -73,6 +69,8 @@ def register(
 def _plugins(cfg: Config) -> tuple[PluginRegistry, PluginConfigError | None]:
     """The plugins found, given their options (they validate them and register their secrets),
     and the refusal naming ``plugins.NAME.key`` for each bad option, if any."""
+    from gitopsd.plugins import PluginConfigError, PluginRegistry
+
     registry = PluginRegistry.discover(cfg.plugins)
     try:
         registry.configure()
@@ -111,6 +109,9 @@ def summary(label: str, cfg: Config, registry: PluginRegistry) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from gitopsd import config_source
+    from gitopsd.errors import ConfigError
+
     source = config_source.resolve(args.config)
     cfg = config_source.load(source)
     registry, refusal = _plugins(cfg)
@@ -129,6 +130,8 @@ def register_secrets(cfg: Config, environ: Mapping[str, str]) -> tuple[set[str],
     plugin: their own options are then masked whole, since nothing said which are
     secret) and the refusal's message.
     """
+    from gitopsd.redact import REDACTOR
+
     for app in cfg.apps:
         REDACTOR.register_all(app.vars[n] for n in app.secret_vars if n in app.vars)
     for name, value in environ.items():
@@ -147,6 +150,10 @@ def register_secrets(cfg: Config, environ: Mapping[str, str]) -> tuple[set[str],
 
 def effective(cfg: Config, masked: set[str]) -> dict[str, Any]:
     """The configuration as data, the own options of the plugins in ``masked`` masked."""
+    from gitopsd.alerts import ChannelOptions
+    from gitopsd.config_reference import to_document
+    from gitopsd.redact import MASK
+
     doc = to_document(cfg)
     plugins: dict[str, Any] = doc.get("plugins") or {}
     for name in masked & set(plugins):
@@ -168,6 +175,10 @@ def _without_none(value: Any) -> Any:
 
 def render(cfg: Config, label: str, output: str, environ: Mapping[str, str]) -> tuple[str, str]:
     """The text ``show`` prints (redacted) and its warnings for stderr (redacted)."""
+    import tomli_w
+
+    from gitopsd.redact import REDACTOR
+
     masked, problem = register_secrets(cfg, environ)
     doc = effective(cfg, masked)
     otel = [f"{k}={v}" for k, v in sorted(environ.items()) if k.startswith("OTEL_")]
@@ -189,6 +200,8 @@ def render(cfg: Config, label: str, output: str, environ: Mapping[str, str]) -> 
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from gitopsd import config_source
+
     source = config_source.resolve(args.config)
     cfg = config_source.load(source)
     text, notes = render(cfg, source.label, args.output, os.environ)

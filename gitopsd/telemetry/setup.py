@@ -55,6 +55,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from gitopsd.config import TelemetryConfig
 from gitopsd.redact import redact, register
+from gitopsd.telemetry.exporters import metric_exporters, trace_exporters
 
 log = structlog.get_logger(__name__)
 
@@ -115,18 +116,6 @@ class RedactingSpanExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
-
-
-def _exporters(
-    env: Mapping[str, str], var: str, configured: list[str] | None, endpoint: bool
-) -> list[str]:
-    raw = env.get(var)
-    if raw is not None:
-        names = [n.strip().lower() for n in raw.split(",") if n.strip()]
-        return [n for n in names if n != "none"]
-    if configured is not None:
-        return list(configured)
-    return ["otlp"] if endpoint else []
 
 
 def _headers(config: TelemetryConfig, env: Mapping[str, str]) -> dict[str, str] | None:
@@ -203,7 +192,6 @@ def setup_telemetry(
     if version:
         attributes[SERVICE_VERSION] = version
     resource = Resource.create(attributes)
-    disabled = env.get("OTEL_SDK_DISABLED", "").lower() == "true"
 
     base = (config.endpoint or "").rstrip("/")
     env_endpoint = bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
@@ -215,16 +203,7 @@ def setup_telemetry(
     if "OTEL_TRACES_SAMPLER" not in env:
         sampler = ParentBased(TraceIdRatioBased(config.sample_ratio))
     tracer_provider = TracerProvider(resource=resource, sampler=sampler)
-    traces = (
-        []
-        if disabled
-        else _exporters(
-            env,
-            "OTEL_TRACES_EXPORTER",
-            list(config.traces_exporter) if config.traces_exporter is not None else None,
-            bool(base) or env_endpoint or bool(env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")),
-        )
-    )
+    traces = trace_exporters(config, env)
     exporters: list[SpanExporter] = list(span_exporters)
     for name in traces:
         if name == "otlp":
@@ -250,16 +229,7 @@ def setup_telemetry(
         PrometheusMetricReader(registry=registry, scope_info_enabled=False),
         *metric_readers,
     ]
-    pushed = (
-        []
-        if disabled
-        else _exporters(
-            env,
-            "OTEL_METRICS_EXPORTER",
-            list(config.metrics_exporter) if config.metrics_exporter is not None else None,
-            bool(base) or env_endpoint or bool(env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")),
-        )
-    )
+    pushed = metric_exporters(config, env)
     interval = None
     if "OTEL_METRIC_EXPORT_INTERVAL" not in env:
         interval = config.metric_export_interval * 1000
