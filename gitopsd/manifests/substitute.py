@@ -40,9 +40,6 @@ def substitute_text(
         if token == "$${":
             return "${"
         name = match.group(1)
-        if name is None:
-            errors.append("unclosed '${' (write '$${' for a literal '${')")
-            return token
         if not _NAME.match(name):
             errors.append(
                 f"invalid variable reference {token!r}: names are letters, digits and '_' "
@@ -59,7 +56,20 @@ def substitute_text(
             REDACTOR.register(variables[name])
         return variables[name]
 
-    return _TOKEN.sub(replace, text), errors
+    out: list[str] = []
+    pos = 0
+    while match := _TOKEN.search(text, pos):
+        out.append(text[pos : match.start()])
+        if match.group(0) == "${" and match.group(1) is None:
+            # No '}' follows, so no reference can: stop here (searching on from every
+            # later '${' to the end of the text would take quadratic time).
+            errors.append("unclosed '${' (write '$${' for a literal '${')")
+            pos = match.start()
+            break
+        out.append(replace(match))
+        pos = match.end()
+    out.append(text[pos:])
+    return "".join(out), list(dict.fromkeys(errors))
 
 
 def substitute(
