@@ -17,6 +17,7 @@ import tomllib
 import types
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeGuard
 
@@ -25,6 +26,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -150,6 +152,24 @@ class _Strict(BaseModel):
     # are generated from them (gitopsd.config_reference).
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # No name, path or URL holds a NUL; the OS would refuse it later, far from the key.
+        if _has_nul(value):
+            raise ValueError("must not contain a NUL character (\\0)")
+        return value
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str | Path):
+        return "\0" in str(value)
+    if isinstance(value, Mapping):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_has_nul(v) for v in value)
+    return False
+
 
 class AuthConfig(_Strict):
     """Credentials for a Git remote. Secrets come from env vars or files, never inline."""
@@ -181,6 +201,41 @@ class AuthConfig(_Strict):
         return self
 
 
+class VerifyConfig(_Strict):
+    """Signature verification of a source's commits: an unverified commit is never applied."""
+
+    mode: Literal["gpg", "ssh"]
+    """``gpg``: OpenPGP signatures checked against ``keys``/``keys_env``; ``ssh``: SSH
+    signatures checked against ``allowed_signers`` (as git's ``gpg.ssh.allowedSignersFile``)."""
+    keys: list[Path] | None = None
+    """gpg: files holding the trusted signers' public keys (armored or binary); only these
+    keys are trusted, never the user's keyring."""
+    keys_env: list[str] = []
+    """gpg: environment variables holding trusted armored public keys; with ``keys``."""
+    allowed_signers: Path | None = None
+    """ssh: an ``allowed_signers`` file (``principal [options] key-type key`` a line, as
+    ``ssh-keygen -Y verify`` reads it; ``valid-before``/``valid-after`` are honoured)."""
+    revoked_keys: Path | None = None
+    """ssh: revoked keys (a KRL or public keys a line, as ``ssh-keygen -r``)."""
+    tags: bool = False
+    """Require the source's ``tag`` to be a signed annotated tag (its signature is checked
+    instead of the commit's); needs ``tag`` on the source."""
+
+    @model_validator(mode="after")
+    def _trusted(self) -> VerifyConfig:
+        if self.mode == "gpg":
+            if not (self.keys or self.keys_env):
+                raise ValueError("mode gpg needs the trusted public keys: set keys or keys_env")
+            if self.allowed_signers or self.revoked_keys:
+                raise ValueError("allowed_signers and revoked_keys are for mode ssh")
+        else:
+            if self.allowed_signers is None:
+                raise ValueError("mode ssh needs allowed_signers (an allowed_signers file)")
+            if self.keys or self.keys_env:
+                raise ValueError("keys and keys_env are for mode gpg")
+        return self
+
+
 class SourceConfig(_Strict):
     """A Git repository gitopsd reads. Exactly one of branch, tag or commit (default: main)."""
 
@@ -204,12 +259,17 @@ class SourceConfig(_Strict):
     interval: Duration | None = None
     """How often the agent polls the remote (default: ``[daemon].interval``); webhooks make
     it immediate."""
+    verify: VerifyConfig | None = None
+    """Verify signatures before anything is applied: ``{ mode = "gpg", keys = [...] }`` or
+    ``{ mode = "ssh", allowed_signers = "..." }`` (docs/security.md, Signed commits)."""
 
     @model_validator(mode="after")
     def _one_ref(self) -> SourceConfig:
         set_refs = [k for k in ("branch", "tag", "commit") if getattr(self, k)]
         if len(set_refs) > 1:
             raise ValueError(f"set only one of branch, tag or commit (got {', '.join(set_refs)})")
+        if self.verify is not None and self.verify.tags and not self.tag:
+            raise ValueError("verify.tags = true needs tag: only a tag can be a signed tag")
         return self
 
     @property
@@ -274,6 +334,81 @@ class SyncPolicy(_Strict):
         return "heal" if self.self_heal and self.drift == "warn" else self.drift
 
 
+#: How strictly ``policy.plaintext_secrets`` treats a secret-looking plaintext value, loosest first.
+PLAINTEXT_SECRET_MODES: tuple[str, ...] = ("allow", "warn", "refuse")
+_ROLE_ARN_PATTERN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$"
+
+
+class PolicyConfig(_Strict):
+    """Guard-rails: what apps may deploy (docs/security.md, Guard-rails and accounts).
+
+    ``[policy]`` holds for every app; ``apps[].policy`` can only narrow it: a value must
+    pass both. Patterns are shell globs (``fnmatch``: ``*``, ``?``, ``[...]``).
+    """
+
+    clusters: list[str] | None = None
+    """Clusters apps may deploy to: patterns on the cluster name or ARN (``["staging-*"]``);
+    unset: any."""
+    regions: list[str] | None = None
+    """Regions apps may deploy to (patterns, ``["eu-*"]``); unset: any."""
+    accounts: list[str] | None = None
+    """AWS account ids apps may deploy to, checked with ``sts:GetCallerIdentity`` under the
+    app's credentials before the first write; unset: any."""
+    task_roles: list[str] | None = None
+    """Role ARNs (patterns, ``["arn:aws:iam::*:role/app-*"]``) a task definition's
+    ``taskRoleArn`` may name; unset: any. No task role is always allowed."""
+    execution_roles: list[str] | None = None
+    """Role ARNs (patterns) a task definition's ``executionRoleArn`` may name; unset: any."""
+    privileged: bool | None = None
+    """Allow containers with ``privileged: true`` (default false: refused)."""
+    host_network: bool | None = None
+    """Allow ``networkMode: host`` (default false: refused)."""
+    host_pid: bool | None = None
+    """Allow ``pidMode: host`` (default false: refused)."""
+    capabilities: list[str] | None = None
+    """Linux capabilities containers may add (``linuxParameters.capabilities.add``), as
+    patterns (``["NET_BIND_SERVICE"]``, ``["*"]``: any); default none."""
+    plaintext_secrets: Literal["allow", "warn", "refuse"] | None = None
+    """A container ``environment`` entry whose name looks secret (``secret_env_names``) with
+    a plaintext value: ``allow``, ``warn`` (the default: logged) or ``refuse``; the fix is
+    ``secrets`` with ``valueFrom``. The stricter of ``[policy]`` and the app's wins."""
+    secret_env_names: list[Annotated[str, Field(min_length=1)]] | None = None
+    """Name patterns (case-insensitive) ``plaintext_secrets`` looks for; default
+    ``[manifests].secret_env_names``; an app's are added to the global ones."""
+    check_secret_refs: bool | None = None
+    """Before a task definition is registered, check that every ``secrets[].valueFrom`` it
+    names exists (``ssm:DescribeParameters``, ``secretsmanager:DescribeSecret``; values are
+    never read); default true. An app cannot turn off what ``[policy]`` turns on."""
+
+
+class AppAwsConfig(_Strict):
+    """The AWS identity an app deploys with: a role assumed from gitopsd's own credentials."""
+
+    role_arn: Annotated[str, Field(pattern=_ROLE_ARN_PATTERN)]
+    """The IAM role to assume (``arn:aws:iam::111122223333:role/gitopsd-deployer``);
+    credentials are refreshed before they expire."""
+    external_id: Annotated[str, Field(min_length=2, max_length=1224)] | None = None
+    """The ``ExternalId`` the role's trust policy asks for."""
+    session_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_+=,.@-]{2,64}$")] | None = None
+    """The role session name CloudTrail shows (default ``gitopsd-APP``)."""
+    duration: Annotated[int, Field(ge=900, le=43200)] = 3600
+    """Seconds the assumed credentials last (900 to 43200; refreshed before they expire)."""
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """What an app's guard-rails are merged with: set by :class:`Config` on each app."""
+
+    #: ``[policy]``.
+    policy: PolicyConfig
+    #: ``[aws].region``, the region of apps that set none.
+    region: str | None = None
+    #: ``[manifests].secret_env_names``.
+    secret_env_names: tuple[str, ...] = DEFAULT_SECRET_ENV_NAMES
+    #: The app's index in ``apps`` (for the config keys messages name).
+    index: int | None = None
+
+
 class AppConfig(_Strict):
     """One application: a directory of manifests deployed to one cluster."""
 
@@ -307,6 +442,18 @@ class AppConfig(_Strict):
     in docs/config.md)."""
     vars_from_env: dict[str, str] = {}
     """``{NAME = "ENV_VAR"}``: vars read from the environment at render time; always secret."""
+    policy: PolicyConfig = PolicyConfig()
+    """Guard-rails for this app, narrowing ``[policy]`` (an unset key inherits it)."""
+    aws: AppAwsConfig | None = None
+    """Deploy with an assumed role (another account): ``{ role_arn = "...", external_id =
+    "..." }``; unset: gitopsd's own credentials."""
+
+    _context: PolicyContext | None = PrivateAttr(default=None)
+
+    @property
+    def policy_context(self) -> PolicyContext:
+        """The global guard-rails this app's are merged with (set by :class:`Config`)."""
+        return self._context or PolicyContext(PolicyConfig())
 
     @field_validator("path")
     @classmethod
@@ -333,6 +480,15 @@ class AwsConfig(_Strict):
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 6
     """Attempts per call; throttling, 5xx and network errors are retried with exponential
     backoff and jitter (1 to 20)."""
+    pacing: Literal["aws", "off"] = "aws"
+    """Client-side pacing of ECS writes: ``aws`` spends one token bucket per operation class
+    as AWS sizes them (RegisterTaskDefinition: a burst of 20, then 1 a second), shared by
+    every app of the process, halving its rate when ECS throttles and recovering after;
+    ``off``: writes as fast as ``max_concurrency`` allows (an endpoint that never throttles,
+    e.g. ``gitopsd local-aws``; throttles are still retried)."""
+    pacing_share: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    """The share of AWS's bucket sizes and rates gitopsd may spend, when other tools write to
+    the same account and region at the same time (above 0, at most 1)."""
 
 
 class DaemonConfig(_Strict):
@@ -517,6 +673,9 @@ class Config(_Strict):
     """Logs."""
     state: StateConfig = StateConfig()
     """Where the agent keeps what must survive a restart."""
+    policy: PolicyConfig = PolicyConfig()
+    """Guard-rails for every app: clusters, regions, accounts, roles, privileged settings,
+    secrets (docs/security.md)."""
     plugins: dict[str, dict[str, Any]] = {}
     """``[plugins.NAME]``: ``enabled`` (default true) and the plugin's own options, which the
     plugin validates (``gitopsd plugins`` lists what was found)."""
@@ -545,6 +704,10 @@ class Config(_Strict):
                 )
         problems += _dependency_problems(self.apps)
         problems += _secret_var_problems(self.apps)
+        problems += _policy_problems(self.policy, self.apps)
+        for i, a in enumerate(self.apps):
+            names = tuple(self.manifests.secret_env_names)
+            a._context = PolicyContext(self.policy, self.aws.region, names, i)
         for i, hook in enumerate(self.http.webhooks):
             for j, name in enumerate(hook.sources):
                 if name not in seen:
@@ -598,6 +761,20 @@ def _dependency_problems(apps: list[AppConfig]) -> list[str]:
                     f"apps[{names[cycle[0]]}].depends_on: dependency cycle " + " -> ".join(cycle)
                 )
                 break
+    return problems
+
+
+def _policy_problems(policy: PolicyConfig, apps: list[AppConfig]) -> list[str]:
+    """``apps[].policy`` allowing what ``[policy]`` forbids: it can only narrow."""
+    problems = []
+    for i, a in enumerate(apps):
+        for key in ("privileged", "host_network", "host_pid"):
+            if getattr(a.policy, key) and not getattr(policy, key):
+                problems.append(
+                    f"apps[{i}].policy.{key}: cannot allow what [policy].{key} forbids "
+                    f"(an app's policy can only narrow [policy]); set [policy].{key} = true "
+                    "or remove it here"
+                )
     return problems
 
 
@@ -672,6 +849,7 @@ _PATTERNS = {
     NAME_PATTERN: "must be letters, digits, '-', '_' or '.' "
     "(up to 63 characters, the first a letter or digit)",
     COMMIT_PATTERN: "must be a commit id: 7 to 40 lowercase hexadecimal digits",
+    _ROLE_ARN_PATTERN: "must be an IAM role ARN (arn:aws:iam::111122223333:role/NAME)",
 }
 
 #: Bounds (``Field(ge=...)``): error type -> (ctx key, wording).

@@ -77,6 +77,9 @@ EXAMPLES: dict[str, Any] = {
     "sources.auth.password_env": "GIT_PASSWORD",
     "sources.auth.password_file": "/etc/gitopsd/git-password",
     "sources.auth.ssh_key_file": "/etc/gitopsd/deploy_key",
+    "sources.verify.keys": ["/etc/gitopsd/signers/alice.asc"],
+    "sources.verify.allowed_signers": "/etc/gitopsd/allowed_signers",
+    "sources.verify.revoked_keys": "/etc/gitopsd/revoked_keys",
     "sources.auth.known_hosts_file": "/etc/gitopsd/known_hosts",
     "apps.name": "web",
     "apps.source": "platform",
@@ -86,11 +89,38 @@ EXAMPLES: dict[str, Any] = {
     "apps.ignore.kind": "Service",
     "apps.ignore.name": "web",
     "apps.ignore.pointers": ["/loadBalancers"],
+    "policy.clusters": ["staging-*", "prod-*"],
+    "policy.regions": ["eu-*"],
+    "policy.accounts": ["111122223333"],
+    "policy.task_roles": ["arn:aws:iam::*:role/app-*"],
+    "policy.execution_roles": ["arn:aws:iam::*:role/ecsTaskExecution*"],
+    "policy.privileged": False,
+    "policy.host_network": False,
+    "policy.host_pid": False,
+    "policy.capabilities": ["NET_BIND_SERVICE"],
+    "policy.plaintext_secrets": "warn",
+    "policy.secret_env_names": ["*PASSWORD*", "*_DSN"],
+    "policy.check_secret_refs": True,
+    "apps.policy.clusters": ["prod-web"],
+    "apps.policy.regions": ["eu-west-1"],
+    "apps.policy.accounts": ["111122223333"],
+    "apps.policy.task_roles": ["arn:aws:iam::*:role/app-web"],
+    "apps.policy.execution_roles": ["arn:aws:iam::*:role/ecsTaskExecutionRole"],
+    "apps.policy.privileged": False,
+    "apps.policy.host_network": False,
+    "apps.policy.host_pid": False,
+    "apps.policy.capabilities": [],
+    "apps.policy.plaintext_secrets": "refuse",
+    "apps.policy.secret_env_names": ["*_DSN"],
+    "apps.policy.check_secret_refs": True,
+    "apps.aws.role_arn": "arn:aws:iam::111122223333:role/gitopsd-deployer",
+    "apps.aws.external_id": "gitopsd",
+    "apps.aws.session_name": "gitopsd-web",
 }
 
 #: Keys without a default that the reference sets (not commented out), so that it is a
 #: valid configuration: a webhook needs one of its secret keys.
-SET_IN_EXAMPLE = frozenset({"http.webhooks.secret_env"})
+SET_IN_EXAMPLE = frozenset({"http.webhooks.secret_env", "sources.verify.keys"})
 
 #: The options every notifier plugin takes (:class:`gitopsd.alerts.ChannelOptions`), with
 #: the defaults :func:`gitopsd.alerts.parse_channel_options` applies and what they do.

@@ -296,6 +296,8 @@ def test_pass_role_and_deletes_are_scoped() -> None:
     for statement in statements.values():
         if statement["Resource"] == "*":  # only actions without resource-level permissions
             assert set(statement["Action"]) <= {
+                "sts:GetCallerIdentity",
+                "ssm:DescribeParameters",
                 "ecs:ListServices",
                 "ecs:DescribeTaskDefinition",
                 "ecs:ListTaskDefinitions",
@@ -375,7 +377,8 @@ def test_iam_policy_without_a_table_or_ssm_and_read_only(
 ) -> None:
     assert main(["iam-policy", "--no-table", "--no-ssm", "--cluster", "prod"]) == 0
     full = policy_actions(json.loads(capsys.readouterr().out))
-    assert not any(a.startswith(("dynamodb:", "ssm:", "kms:")) for a in full)
+    assert not any(a.startswith(("dynamodb:", "kms:")) for a in full)
+    assert "ssm:GetParameter" not in full  # ssm:DescribeParameters checks secrets[].valueFrom
     assert "ecs:RegisterTaskDefinition" in full
     assert main(["iam-policy", "--read-only"]) == 0
     read_only = json.loads(capsys.readouterr().out)

@@ -62,6 +62,16 @@ class Scope(Enum):
     STATE_TABLE = "StateTable"
     #: The SSM parameter holding the configuration.
     CONFIG_PARAMETER = "ConfigParameter"
+    #: Resource ``*``: who gitopsd is (sts:GetCallerIdentity needs no permission; listed so
+    #: the policy names every call).
+    CALLER_IDENTITY = "CallerIdentity"
+    #: The roles apps deploy with (``apps[].aws.role_arn``).
+    ASSUME_ROLE = "AssumeAppRoles"
+    #: Resource ``*``: ssm:DescribeParameters has no resource-level permissions (metadata only,
+    #: never values).
+    SECRET_PARAMETERS = "DescribeSecretParameters"
+    #: The Secrets Manager secrets task definitions reference (metadata only, never values).
+    SECRETS = "DescribeReferencedSecrets"
 
 
 @dataclass(frozen=True)
@@ -127,6 +137,20 @@ ACTIONS: dict[Operation, tuple[Action, ...]] = {
     Operation("dynamodb", "PutItem"): (_a("dynamodb:PutItem", Access.WRITE, Scope.STATE_TABLE),),
     Operation("dynamodb", "DeleteItem"): (
         _a("dynamodb:DeleteItem", Access.WRITE, Scope.STATE_TABLE),
+    ),
+    # who gitopsd deploys as: the account checked against [policy].accounts, assumed roles
+    Operation("sts", "GetCallerIdentity"): (
+        _a("sts:GetCallerIdentity", Access.READ, Scope.CALLER_IDENTITY),
+    ),
+    # Write in the Service Authorization Reference; READ here because it changes nothing by
+    # itself (the role's own policy bounds what follows) and diff needs it for such apps.
+    Operation("sts", "AssumeRole"): (_a("sts:AssumeRole", Access.READ, Scope.ASSUME_ROLE),),
+    # secrets[].valueFrom checked to exist before a task definition is registered
+    Operation("ssm", "DescribeParameters"): (
+        _a("ssm:DescribeParameters", Access.LIST, Scope.SECRET_PARAMETERS),
+    ),
+    Operation("secretsmanager", "DescribeSecret"): (
+        _a("secretsmanager:DescribeSecret", Access.READ, Scope.SECRETS),
     ),
     # the configuration from SSM ($GITOPSD_CONFIG_SSM)
     Operation("ssm", "GetParameter"): (

@@ -11,9 +11,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gitopsd.config import load_config
-from gitopsd.iam.policy import build_policy, render, target_from
-
 DESCRIPTION = """\
 Print the IAM policy gitopsd needs, as JSON: exactly the AWS actions its code can
 call, each on the narrowest resources IAM allows (docs/iam.md explains each
@@ -77,13 +74,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: the CLI registers this command on every start.
+    from gitopsd.config import load_config
+    from gitopsd.iam.policy import build_policy, render, target_from
+
     clusters: list[tuple[str | None, str]] = []
     table: tuple[str | None, str | None] | None = None
+    roles: list[str] | None = None
     region = args.region
     if args.config:
         cfg = load_config(Path(args.config))
         region = region or cfg.aws.region
         clusters = [(app.region, app.cluster) for app in cfg.apps]
+        roles = [app.aws.role_arn for app in cfg.apps if app.aws is not None]
         if cfg.state.backend == "dynamodb":
             table = (cfg.state.table, cfg.state.region)
         else:
@@ -102,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         partition=args.partition,
         config_clusters=clusters,
         config_table=table,
+        config_assume_roles=roles,
     )
     print(render(build_policy(target, read_only=args.read_only)), end="")
     return 0

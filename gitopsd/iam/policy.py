@@ -31,6 +31,8 @@ PLACEHOLDER_REGION = "REGION"
 PLACEHOLDER_CLUSTER = "CLUSTER"
 DEFAULT_TABLE = "gitopsd-state"
 DEFAULT_PARAMETER = "/gitopsd/config"
+#: The role apps assume (``apps[].aws.role_arn``), when a configuration names none.
+PLACEHOLDER_ASSUME_ROLES = (f"arn:aws:iam::{PLACEHOLDER_ACCOUNT}:role/DEPLOY_ROLE",)
 PLACEHOLDER_ROLES = (
     f"arn:aws:iam::{PLACEHOLDER_ACCOUNT}:role/EXECUTION_ROLE",
     f"arn:aws:iam::{PLACEHOLDER_ACCOUNT}:role/TASK_ROLE",
@@ -57,6 +59,8 @@ class Target:
     parameter_region: str = PLACEHOLDER_REGION
     #: A customer managed KMS key encrypting the parameter (adds ``kms:Decrypt`` via SSM).
     kms_key: str | None = None
+    #: Roles apps assume (``apps[].aws.role_arn``); empty: no AssumeRole statement.
+    assume_roles: tuple[str, ...] = PLACEHOLDER_ASSUME_ROLES
     #: Operations to grant (default: what the code calls).
     operations: frozenset[Operation] | None = field(default=None, compare=False)
 
@@ -113,6 +117,12 @@ def _resources(target: Target, scope: Scope) -> str | list[str]:
         return target.arn("dynamodb", target.table_region, f"table/{target.table}")
     if scope is Scope.CONFIG_PARAMETER:
         return target.parameter_arn()
+    if scope in (Scope.CALLER_IDENTITY, Scope.SECRET_PARAMETERS):
+        return "*"
+    if scope is Scope.ASSUME_ROLE:
+        return list(target.assume_roles)
+    if scope is Scope.SECRETS:
+        return [target.arn("secretsmanager", r, "secret:*") for r in target.regions]
     raise AssertionError(scope)  # pragma: no cover - every Scope is handled above
 
 
@@ -136,6 +146,8 @@ def _wanted(target: Target, actions: Iterable[Action]) -> list[Action]:
         if action.scope is Scope.CONFIG_PARAMETER and target.parameter is None:
             continue
         if action.scope is Scope.PASS_ROLE and not target.roles:
+            continue
+        if action.scope is Scope.ASSUME_ROLE and not target.assume_roles:
             continue
         out.append(action)
     return out
@@ -215,11 +227,15 @@ def target_from(
     partition: str | None = None,
     config_clusters: Sequence[tuple[str | None, str]] = (),
     config_table: tuple[str | None, str | None] | None = None,
+    assume_roles: Sequence[str] = (),
+    config_assume_roles: Sequence[str] | None = None,
 ) -> Target:
     """A target from command-line values, over a configuration's, over the placeholders.
 
     ``config_clusters`` are ``(region or None, cluster)`` from a configuration's apps;
-    ``config_table`` is ``(table or None, region or None)`` from its ``[state]``.
+    ``config_table`` is ``(table or None, region or None)`` from its ``[state]``;
+    ``config_assume_roles`` the ``apps[].aws.role_arn`` of its apps (None: no configuration,
+    a placeholder role; empty: no AssumeRole statement).
     """
     default = Target()
     home = region or PLACEHOLDER_REGION
@@ -238,7 +254,18 @@ def target_from(
         parameter=None if no_parameter else (parameter or default.parameter),
         parameter_region=home,
         kms_key=kms_key,
+        assume_roles=_assume_roles(
+            assume_roles, config_assume_roles, partition or default.partition, account
+        ),
     )
+
+
+def _assume_roles(
+    given: Sequence[str], configured: Sequence[str] | None, partition: str, account: str | None
+) -> tuple[str, ...]:
+    if given or configured is not None:
+        return tuple(sorted({*given, *(configured or ())}))
+    return (f"arn:{partition}:iam::{account or PLACEHOLDER_ACCOUNT}:role/DEPLOY_ROLE",)
 
 
 def _cluster(region: str, cluster: str) -> tuple[str, str]:

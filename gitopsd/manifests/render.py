@@ -15,8 +15,12 @@ how the final documents are validated come from the backend's
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import posixpath
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +48,74 @@ from gitopsd.redact import REDACTOR, redact_obj
 Reader = Callable[[str], Mapping[str, bytes]]
 
 
+class RenderCache:
+    """Apps rendered before, by a digest of everything rendering reads; LRU-bounded.
+
+    The key covers the manifest files of the app's path and overlays (path and
+    content), the app's whole configuration (path, overlays, vars, ...), the
+    values of its variables (those read from the environment included), the
+    ``[manifests]`` settings and the schema's kinds: any change to one of them
+    renders again. Only successful renders are kept, with the secret values
+    they registered, registered again on a hit. The resources are shared
+    between passes: stages treat them as immutable.
+    """
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[bytes, tuple[tuple[Resource, ...], tuple[str, ...]]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: bytes) -> list[Resource] | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+        resources, secrets = found
+        REDACTOR.register_all(secrets)
+        return list(resources)
+
+    def put(self, key: bytes, resources: Sequence[Resource], secrets: Sequence[str]) -> None:
+        with self._lock:
+            self._entries[key] = (tuple(resources), tuple(secrets))
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
+def render_key(
+    app: AppConfig,
+    variables: Mapping[str, str],
+    files: Mapping[str, Mapping[str, bytes]],
+    schema: Schema,
+    settings: Sequence[object],
+) -> bytes:
+    """The digest a :class:`RenderCache` keys a render by (see there)."""
+    h = hashlib.blake2b(digest_size=32)
+
+    def add(part: str | bytes) -> None:
+        data = part.encode("utf-8", "surrogateescape") if isinstance(part, str) else part
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+
+    add(app.model_dump_json())
+    add(json.dumps(sorted(variables.items())))
+    add(repr(list(settings)))
+    add(repr(sorted(schema.kinds)))
+    for directory in sorted(files):
+        add(directory)
+        for path in sorted(files[directory]):
+            add(path)
+            add(files[directory][path])
+    return h.digest()
+
+
 def render_app(
     read: Reader,
     app: AppConfig,
@@ -51,6 +123,7 @@ def render_app(
     *,
     max_file_size: int = DEFAULT_MAX_FILE_SIZE,
     secret_env_names: Sequence[str] = DEFAULT_SECRET_ENV_NAMES,
+    cache: RenderCache | None = None,
 ) -> list[Resource]:
     """The app's final resources; raises :class:`ManifestError` with every problem found.
 
@@ -62,6 +135,9 @@ def render_app(
     ``app.vars_from_env``, and what ``schema.secret_values`` finds given the
     ``secret_env_names`` patterns, ``[manifests].secret_env_names``) are
     registered with :mod:`gitopsd.redact`.
+
+    With ``cache``, an app whose files, configuration and variables are those of
+    a render it holds is not parsed again (:class:`RenderCache`).
     """
     variables = app_variables(app)
     variables.register()
@@ -69,6 +145,13 @@ def render_app(
     base_dir = normalize_dir(app.path)
     overlay_dirs = [normalize_dir(d) for d in app.overlays]
     files = partition_files(read, [base_dir, *overlay_dirs])
+    key = b""
+    if cache is not None:
+        settings = (max_file_size, tuple(secret_env_names))
+        key = render_key(app, variables.values, files, schema, settings)
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
 
     if not files[base_dir]:
         problems.append(
@@ -99,11 +182,17 @@ def render_app(
     problems.extend(found)
     resources = [to_resource(doc, schema) for doc in docs]
     # Before validation, so that a problem quoting a secret value is masked too.
+    secrets: list[str] = []
     for resource in resources:
-        REDACTOR.register_all(schema.secret_values(resource, secret_env_names))
+        found_secrets = schema.secret_values(resource, secret_env_names)
+        REDACTOR.register_all(found_secrets)
+        secrets.extend(found_secrets)
     problems.extend(schema.validate(docs))
+    problems.extend(schema.validate_app(docs, app))
     if problems:
         raise ManifestError(sort_problems(problems))
+    if cache is not None:
+        cache.put(key, resources, secrets)
     return resources
 
 

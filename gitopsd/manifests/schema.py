@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from gitopsd.errors import Problem
 
 if TYPE_CHECKING:
+    from gitopsd.config import AppConfig
     from gitopsd.manifests.loader import LocatedDoc
     from gitopsd.model import Resource
 
@@ -31,6 +32,16 @@ Validator = Callable[[Sequence["LocatedDoc"]], list[Problem]]
 #: The secret values in one rendered resource, given the shell patterns of environment
 #: variable names whose values are secret (``[manifests].secret_env_names``).
 SecretFinder = Callable[["Resource", Sequence[str]], list[str]]
+
+
+#: Checks an app's final documents against the app's own settings (the backend's
+#: guard-rails, ``[policy]`` and ``apps[].policy``): every problem found.
+AppValidator = Callable[[Sequence["LocatedDoc"], "AppConfig"], list[Problem]]
+
+
+def no_app_rules(docs: Sequence[LocatedDoc], app: AppConfig) -> list[Problem]:
+    """The :data:`AppValidator` of a backend without per-app rules."""
+    return []
 
 
 def no_secrets(resource: Resource, patterns: Sequence[str]) -> list[str]:
@@ -69,6 +80,8 @@ class Schema:
     describe_command: str = "describe"
     #: Finds the secret values of a rendered resource (see :meth:`secret_values`).
     find_secrets: SecretFinder = no_secrets
+    #: Checks the documents against the app's settings (see :data:`AppValidator`).
+    validate_app: AppValidator = no_app_rules
 
     @classmethod
     def of(
@@ -77,9 +90,12 @@ class Schema:
         validate: Validator,
         describe_command: str,
         find_secrets: SecretFinder = no_secrets,
+        validate_app: AppValidator = no_app_rules,
     ) -> Schema:
         """A schema of ``kinds`` (keyed by their names, order kept)."""
-        return cls({k.name: k for k in kinds}, validate, describe_command, find_secrets)
+        return cls(
+            {k.name: k for k in kinds}, validate, describe_command, find_secrets, validate_app
+        )
 
     def secret_values(self, resource: Resource, patterns: Sequence[str]) -> list[str]:
         """The values in ``resource`` that must never be shown (ECS: ``secrets[].valueFrom``

@@ -1,13 +1,14 @@
 """Apply: make exactly the writes a change set asks for, in a safe order.
 
-Every request is built and checked against botocore's model first; only when
-all of them are valid does the first write go out, so a change gitopsd could
-have known it cannot make never leaves an app half-applied. Task definitions
-are registered first (a new revision is harmless until a service points at
-it), then services are created or updated. An UpdateService carries only the
-fields that differ (so a value on the ignore list, or owned by autoscaling,
-is never overwritten); a field the manifest dropped is reset to the value that
-means "never set". What gitopsd writes carries its ownership tags.
+Every request is built and checked against botocore's model and the app's
+guard-rails first; only when all of them are valid does the first write go
+out, so a change gitopsd could have known it cannot make never leaves an app
+half-applied. Task definitions are registered first (a new revision is
+harmless until a service points at it), then services are created or
+updated. An UpdateService carries only the fields that differ (so a value on
+the ignore list, or owned by autoscaling, is never overwritten); a field the
+manifest dropped is reset to the value that means "never set". What gitopsd
+writes carries its ownership tags.
 
 If a write fails part-way (throttling that outlasts the retries, say), the
 error says which resource failed and carries what was already written, so the
@@ -38,6 +39,7 @@ from botocore.validate import ParamValidator
 
 from gitopsd.backends.base import Applied, ApplyResult, Journal
 from gitopsd.backends.ecs.client import EcsClient
+from gitopsd.backends.ecs.guardrails import check_specs
 from gitopsd.backends.ecs.normalise import normalise_task_definition, service_reset_value
 from gitopsd.backends.ecs.ownership import is_reserved_tag, managed_tags
 from gitopsd.backends.ecs.planner import blocking, primary_deployment, td_label
@@ -213,6 +215,20 @@ def validate_requests(requests: list[Request]) -> None:
         )
 
 
+def check_guardrails(app: AppConfig, requests: list[Request]) -> None:
+    """Refuse, before the first write, a task definition outside the app's guard-rails
+    (roles, privileged settings, plaintext secrets: gitopsd.backends.ecs.guardrails)."""
+    registered = [
+        ("TaskDefinition", r.body, r.origin) for r in requests if r.op == "RegisterTaskDefinition"
+    ]
+    problems = check_specs(app, registered)
+    if problems:
+        raise PlanError(
+            "outside the guard-rails ([policy], apps[].policy); nothing was changed:\n  "
+            + "\n  ".join(problems)
+        )
+
+
 async def apply_changeset(
     client: EcsClient,
     app: AppConfig,
@@ -228,6 +244,7 @@ async def apply_changeset(
     """
     requests = build_requests(app, changeset)
     validate_requests(requests)
+    check_guardrails(app, requests)
     td_arns = {
         r.name: str(r.details["arn"])
         for r in changeset.resources

@@ -7,13 +7,15 @@ the kinds and the members that name them, the read-only fields that
 ``aws ecs describe-*`` prints and the write calls do not take (dropped from
 pasted output), :func:`~gitopsd.backends.ecs.validate.validate_documents`, and
 :func:`~gitopsd.backends.ecs.secrets.secret_values` (which values render registers
-as secret).
+as secret), and :func:`~gitopsd.backends.ecs.guardrails.check_documents` (the app's
+guard-rails).
 """
 
 from __future__ import annotations
 
 import functools
 
+from gitopsd.backends.ecs.guardrails import check_documents
 from gitopsd.backends.ecs.secrets import secret_values
 from gitopsd.backends.ecs.service_model import KIND_NAME_FIELDS, KIND_OPERATIONS, ecs_model
 from gitopsd.backends.ecs.validate import validate_documents
@@ -69,4 +71,6 @@ def ecs_schema() -> Schema:
         )
         for kind in KIND_OPERATIONS
     ]
-    return Schema.of(kinds, validate_documents, DESCRIBE_COMMAND, secret_values)
+    return Schema.of(
+        kinds, validate_documents, DESCRIBE_COMMAND, secret_values, validate_app=check_documents
+    )
