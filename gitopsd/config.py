@@ -462,6 +462,17 @@ class AppConfig(_Strict):
             raise ValueError("must be a path inside the repository (relative, no '..')")
         return value.strip("/") or "."
 
+    @field_validator("overlays")
+    @classmethod
+    def _overlays_inside(cls, value: list[str]) -> list[str]:
+        for i, item in enumerate(value):
+            if item.startswith("/") or ".." in Path(item).parts:
+                raise ValueError(
+                    f"{item!r} (overlays[{i}]) must be a path inside the repository "
+                    "(relative, no '..')"
+                )
+        return value
+
 
 class AwsConfig(_Strict):
     """How gitopsd reaches AWS. Unset values fall back to the default credential chain."""

@@ -124,6 +124,21 @@ class HistoryRewritten(SourceError, PermanentError):
     """The new commit does not descend from the last applied one and the source refuses that."""
 
 
+class SignatureRejected(SourceRejected):
+    """A commit (or tag) is unsigned, or its signature does not verify against the trusted keys.
+
+    ``reason`` says which (see :class:`gitopsd.source.verify.Reason`); ``signer`` is
+    the key that signed, as far as it is known ("" when unsigned); ``commit`` the
+    commit refused.
+    """
+
+    def __init__(self, message: str, *, reason: str, signer: str = "", commit: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.signer = signer
+        self.commit = commit
+
+
 def leaf_error(exc: BaseException) -> BaseException:
     """The first real error inside (possibly nested) exception groups from task groups.
 

@@ -42,11 +42,12 @@ from gitopsd.engine.reconcile import Mode, Reconciler
 from gitopsd.engine.schedule import Next, Scheduler, backoff
 from gitopsd.engine.sources import SourceSet
 from gitopsd.engine.status import FALSE, TRUE, UNKNOWN, AppStatus, Condition
-from gitopsd.errors import TemporaryError
+from gitopsd.errors import SignatureRejected, TemporaryError
 from gitopsd.events import (
     CONDITION_CHANGED,
     DRIFT_DETECTED,
     DRIFT_HEALED,
+    ERROR,
     RECOVERED,
     Event,
     EventSink,
@@ -447,6 +448,15 @@ class Agent:
                 message=str(current),
                 temporary=isinstance(current, TemporaryError),
             )
+            if st.conditions["Ready"].message != failed.message:  # an alert per failure, not poll
+                commit = current.commit if isinstance(current, SignatureRejected) else ""
+                self._publish(
+                    self._event(
+                        app, ERROR, commit, failed.message,
+                        Severity.WARNING if failed.temporary else Severity.ERROR,
+                        failed.reason, stage=str(Stage.SOURCE),
+                    )
+                )  # fmt: skip
             await self._update(app, st, failed, Mode.SYNC, drift_check=False)
             return
         forced = name in self._force

@@ -36,6 +36,7 @@ from gitopsd.manifests.loader import MANIFEST_SUFFIXES
 from gitopsd.model import Revision
 from gitopsd.source import cache
 from gitopsd.source.git import CachedRevision, GitSource
+from gitopsd.source.verify import Verifier
 
 log = structlog.get_logger(__name__)
 
@@ -176,6 +177,10 @@ class SourceSet:
                 else GitSource(s, config.daemon.state_dir / "git", repair_reads=not self.offline)
             )
         self._locks = {name: anyio.Lock() for name in self._sources}
+        # Signature checks of the sources with [sources.verify] (not for --dir: no commits).
+        self._verifiers = {
+            s.name: Verifier(s) for s in config.sources if s.verify and directory is None
+        }
         self._pass: dict[str, Revision | BaseException] = {}
 
     def new_pass(self) -> None:
@@ -217,6 +222,15 @@ class SourceSet:
         return self._pass.get(name)
 
     async def _resolve(self, name: str) -> Revision:
+        revision = await self._found(name)
+        verifier = self._verifiers.get(name)
+        source = self._sources[name]
+        if verifier is not None and isinstance(source, GitSource):
+            # A commit whose signature does not verify is never handed to an app.
+            await anyio.to_thread.run_sync(verifier.check, source, revision)
+        return revision
+
+    async def _found(self, name: str) -> Revision:
         source = self._sources[name]
         if self.offline:
             return await self._cached(name, "offline (--offline)")
