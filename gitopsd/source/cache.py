@@ -48,7 +48,7 @@ import tempfile
 import time
 import traceback
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -66,7 +66,7 @@ from dulwich.errors import (
 from dulwich.graph import find_merge_base
 from dulwich.object_store import ObjectStoreGraphWalker
 from dulwich.objects import S_ISGITLINK, Blob, Commit, ObjectID, Tree
-from dulwich.pack import load_pack_index
+from dulwich.pack import Pack, load_pack_index
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
@@ -178,19 +178,56 @@ def damage_is_rebuild(repo: Repo | None = None) -> Iterator[None]:
         raise CacheDamaged(reason) from exc
 
 
+class _LimitedGraphWalker(ObjectStoreGraphWalker):
+    """Offers at most ``limit`` haves (see :attr:`CacheRepo.haves_limit`)."""
+
+    def __init__(self, walker: ObjectStoreGraphWalker, limit: int) -> None:
+        self.__dict__.update(walker.__dict__)
+        self._left = limit
+
+    def next(self) -> ObjectID | None:
+        if self._left <= 0:
+            return None
+        self._left -= 1
+        return super().next()
+
+    __next__ = next
+
+
 class CacheRepo(Repo):
     """A bare cache repository that offers all of its refs as haves when fetching.
 
     ``haves`` may be set before a fetch (see :func:`local_commits`) so the
     refs are read, and corruption found, before any network traffic.
+    ``haves_limit`` caps the commits offered: over smart HTTP dulwich reads
+    and sends up to 256 of them in one request before the server can say it
+    has the first (the cache's tip, for a fast-forward), each read from the
+    packs.
     """
 
     haves: list[ObjectID] | None = None
+    haves_limit: int | None = None
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        store = self.object_store
+        update: Callable[[], list[Pack]] = store._update_pack_cache
+
+        def update_and_remember_names() -> list[Pack]:
+            new = update()
+            for pack in new:
+                _remember_name(pack)
+            return new
+
+        store._update_pack_cache = update_and_remember_names  # type: ignore[method-assign]
 
     def get_graph_walker(self, heads: list[ObjectID] | None = None) -> ObjectStoreGraphWalker:
         if heads is None:
             heads = self.haves if self.haves is not None else local_commits(self)
-        return super().get_graph_walker(heads)
+        walker = super().get_graph_walker(heads)
+        if self.haves_limit is None:
+            return walker
+        return _LimitedGraphWalker(walker, self.haves_limit)
 
     def close(self) -> None:
         """Close the packs; never raise (a failure here would hide the one being handled)."""
@@ -198,6 +235,38 @@ class CacheRepo(Repo):
             super().close()
         except BufferError as exc:  # a view of a pack's map is still alive (see forget_frames)
             log.warning("source.cache_close_failed", path=self.path, error=str(exc))
+
+
+_PACK_NAMES: dict[tuple[str, int, int, int], bytes] = {}
+_PACK_NAMES_KEPT = 512
+
+
+def _remember_name(pack: Pack) -> None:
+    """Make ``pack.name()`` hash the pack's index once per process, not on every fetch.
+
+    Dulwich checks whether a fetched pack is already there by calling
+    ``name()`` (a SHA-1 over every object id in the index) on every pack of
+    the store, for every fetch: 55,000 ids of a large cache's main pack each
+    time. An index file never changes once written, so its name is kept by
+    the file's identity (path, inode, size, mtime).
+    """
+    compute = pack.name
+
+    def name() -> bytes:
+        try:
+            st = os.stat(pack._basename + ".idx")
+        except OSError:
+            return compute()
+        key = (pack._basename, st.st_ino, st.st_size, st.st_mtime_ns)
+        found = _PACK_NAMES.get(key)
+        if found is None:
+            found = compute()
+            if len(_PACK_NAMES) >= _PACK_NAMES_KEPT:
+                _PACK_NAMES.clear()
+            _PACK_NAMES[key] = found
+        return found
+
+    pack.name = name  # type: ignore[method-assign]
 
 
 def local_commits(repo: Repo) -> list[ObjectID]:

@@ -103,6 +103,12 @@ _NETWORK_ERRORS = (
     Urllib3HTTPError,
 )
 _LISTED = 10  # how many branch or tag names an error message lists
+_HTTP_HAVES = 32
+"""Commits offered as haves over smart HTTP beyond the tips of the cache's refs.
+
+A fast-forward needs only the tip; a force-push to a commit far below it
+fetches some objects the cache has, rather than walking the history here.
+"""
 _TREE_CACHE_BYTES = 32 * 1024 * 1024
 """At most this much file content is kept from the last commit's reads."""
 
@@ -491,6 +497,8 @@ class GitSource:
                     "refs point at objects the cache does not hold: " + ", ".join(missing[:5])
                 )
             repo.haves = cache.local_commits(repo)
+            if transport is Transport.HTTP:
+                repo.haves_limit = _HTTP_HAVES + len(repo.haves)
             if cfg.commit:
                 known = self._find_commit(repo, cfg.commit)
                 if known is not None:  # commits never move: no need to ask the remote
