@@ -39,13 +39,14 @@ LABEL org.opencontainers.image.title="gitopsd" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="docker.io/library/${PYTHON_IMAGE}"
 
-# openssh-client: ssh:// and scp-like Git remotes (deploy keys) run `ssh`. No `git`: dulwich
+# openssh-client: ssh:// and scp-like Git remotes (deploy keys) run `ssh`; signed commits
+# (verify.mode = "ssh") run `ssh-keygen -Y`. gpg: verify.mode = "gpg". No `git`: dulwich
 # speaks HTTPS, git:// and SSH in-process, and local paths fall back to its in-process client.
 # Debian package versions are not pinned: the base image tag pins the release, and the
 # archive's security updates are wanted.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends openssh-client \
+ && apt-get install -y --no-install-recommends openssh-client gpg \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/* /var/log/apt /var/log/dpkg.log \
  && groupadd --system --gid 10001 gitopsd \
  && useradd --system --uid 10001 --gid gitopsd --home-dir /var/lib/gitopsd --no-create-home \
