@@ -44,9 +44,10 @@ def test_sync_applies_a_gpg_signed_commit_and_refuses_unsigned_untrusted_and_tam
         r"SourceFailed.*commit [0-9a-f]{12} of refs/heads/main is not signed", run.out + run.err
     )
     assert env.writes() == []
-    validate = env.gitopsd("validate")
-    assert validate.code != 0
-    assert "is not signed" in validate.out + validate.err
+    for command in ("validate", "diff"):
+        refused = env.gitopsd(command)
+        assert refused.code != 0, command
+        assert "is not signed" in refused.out + refused.err, command
 
     alice.sign_commits(env.repo)
     env.commit("signed by alice")
