@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import anyio
+from support.gitserver import GitHttpServer, HttpRequest
 
 from gitopsd.config import SourceConfig
 from gitopsd.model import Revision
@@ -29,3 +31,15 @@ def make_source(sources: list[GitSource], cache_root: Path, url: str, **kwargs: 
     source = GitSource(SourceConfig(name="platform", url=url, **kwargs), cache_root, **extra)
     sources.append(source)
     return source
+
+
+def logged_requests(server: GitHttpServer, count: int, timeout: float = 5.0) -> list[HttpRequest]:
+    """The server's request log once it holds ``count`` requests (or at the deadline).
+
+    The server logs a request after it has sent the whole response, so a client
+    that has read the response may be a moment ahead of the log.
+    """
+    deadline = time.monotonic() + timeout
+    while len(requests := server.requests) < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return requests

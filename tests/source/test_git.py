@@ -17,7 +17,7 @@ from gitopsd.errors import SourceRejected, SourceUnavailable
 from gitopsd.model import Revision
 from gitopsd.source.git import GitSource
 
-from .helpers import fetch, make_source, packs
+from .helpers import fetch, logged_requests, make_source, packs
 from .sample import API_YAML, HTTP_PASSWORD, HTTP_USER, SERVICE_YAML, TASK_YAML
 
 
@@ -142,7 +142,7 @@ def test_same_commit_poll_downloads_nothing_over_http(
     assert not source.last_fetch.fetched
     assert source.last_fetch.objects == 0
     assert packs(source) == before
-    requests = http_server.requests
+    requests = logged_requests(http_server, 1)
     assert requests, "the poll should have listed the remote refs"
     assert all(
         (r.method, r.path, r.command)

@@ -24,7 +24,7 @@ from gitopsd.source import gitcli
 from gitopsd.source.auth import Credentials, Transport
 from gitopsd.source.git import GitSource
 
-from .helpers import fetch, make_source
+from .helpers import fetch, logged_requests, make_source
 from .sample import HTTP_PASSWORD, HTTP_USER, SERVICE_YAML
 
 
@@ -221,14 +221,14 @@ def test_an_http_poll_is_one_request_and_a_fetch_two_on_one_connection(
     http_server.clear()
 
     fetch(source)
-    assert [(r.method, r.command) for r in http_server.requests] == [("POST", "ls-refs")]
+    assert [(r.method, r.command) for r in logged_requests(http_server, 1)] == [("POST", "ls-refs")]
 
     config_repo.write("apps/api/service.yaml", "kind: Service\nname: api\nrev: 2\n")
     head = config_repo.commit("api rev 2")
     config_repo.push()
     http_server.clear()
     assert fetch(source).commit == head
-    assert [(r.method, r.command) for r in http_server.requests] == [
+    assert [(r.method, r.command) for r in logged_requests(http_server, 2)] == [
         ("POST", "ls-refs"),
         ("POST", "fetch"),
     ]
