@@ -21,7 +21,7 @@ $(UV):
 	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard plugins/*/pyproject.toml)
-	$(UV) sync --locked --all-extras --all-packages
+	$(UV) sync --locked --all-extras --all-packages --compile-bytecode  # .pyc: ~1 s less per CLI start
 	touch $@
 
 bootstrap: $(VENV)/.synced

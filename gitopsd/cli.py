@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from gitopsd import __version__
 
@@ -23,14 +23,17 @@ from gitopsd import __version__
 # pydantic, dulwich or structlog (tests/test_startup.py). So this module imports only the
 # standard library at its top; each command imports what it needs when it runs.
 if TYPE_CHECKING:
+    import contextlib
+    from collections.abc import Callable
+
     import anyio
 
-    from gitopsd.backends.base import Applied
-    from gitopsd.backends.ecs.backend import EcsBackend
+    from gitopsd.backends.base import Applied, Backend
     from gitopsd.config import AppConfig, Config
     from gitopsd.engine.journal import RunJournal
     from gitopsd.engine.outcome import Outcome
     from gitopsd.engine.reconcile import Mode
+    from gitopsd.manifests.schema import Schema
     from gitopsd.output import Painter
 
 EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
@@ -96,11 +99,9 @@ async def _run_pass(
 
     import anyio
 
-    from gitopsd.backends.ecs.backend import EcsBackend
     from gitopsd.engine.reconcile import Mode, Reconciler
     from gitopsd.engine.sources import SourceSet
     from gitopsd.plugins import event_bus
-    from gitopsd.state import StateDir
     from gitopsd.statestore.factory import open_store
 
     apps = _select(cfg, getattr(args, "apps", []) or [])
@@ -120,12 +121,7 @@ async def _run_pass(
         async with (
             bus.running() if bus is not None else contextlib.nullcontext(),
             open_store(cfg) as store,
-            EcsBackend(
-                cfg.aws,
-                StateDir(cfg.daemon.state_dir),
-                poll_interval=cfg.daemon.rollout_poll_interval,
-                progress=progress if text else None,
-            ) as backend,
+            _backend(cfg, mode, progress if text else None) as backend,
         ):
             reconciler = Reconciler(
                 cfg,
@@ -372,7 +368,7 @@ async def _history(
 
     sources = SourceSet(cfg, offline=args.offline)
     try:
-        reconciler = Reconciler(cfg, _null_backend_schema(), sources)
+        reconciler = Reconciler(cfg, _schema_only(), sources)
         (rendered,) = [await reconciler.reconcile(app, Mode.RENDER)]
         services = [r.name for r in rendered.resources if r.kind == "Service"]
         async with Backend(cfg.aws, StateDir(cfg.daemon.state_dir)) as backend:
@@ -396,13 +392,41 @@ async def _history(
         sources.close()
 
 
-def _null_backend_schema() -> EcsBackend:
-    """An ECS backend used only for its manifest schema (render), opening no client."""
+class _SchemaOnly:
+    """The ECS backend's manifest schema and nothing else: enough to render (``validate``,
+    ``render``, the render step of ``history`` and ``rollback``) without importing the AWS
+    client, which a render never calls."""
+
+    @property
+    def schema(self) -> Schema:
+        from gitopsd.backends.ecs.schema import ecs_schema
+
+        return ecs_schema()
+
+
+def _schema_only() -> Backend:
+    return cast("Backend", _SchemaOnly())  # the Reconciler asks only for .schema to render
+
+
+def _backend(
+    cfg: Config, mode: Mode, progress: Callable[[str, str], None] | None
+) -> contextlib.AbstractAsyncContextManager[Backend]:
+    """The ECS backend a pass of ``mode`` needs: a render needs only the schema."""
+    import contextlib
+
+    from gitopsd.engine.reconcile import Mode
+
+    if mode is Mode.RENDER:
+        return contextlib.nullcontext(_schema_only())
     from gitopsd.backends.ecs.backend import EcsBackend
-    from gitopsd.config import AwsConfig
     from gitopsd.state import StateDir
 
-    return EcsBackend(AwsConfig(), StateDir(Path("/nonexistent")))
+    return EcsBackend(
+        cfg.aws,
+        StateDir(cfg.daemon.state_dir),
+        poll_interval=cfg.daemon.rollout_poll_interval,
+        progress=progress,
+    )
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -436,7 +460,7 @@ async def _rollback(cfg: Config, app: AppConfig, args: argparse.Namespace) -> tu
     sources = SourceSet(cfg, offline=args.offline)
     paint = Painter(sys.stdout, args.color)
     try:
-        reconciler = Reconciler(cfg, _null_backend_schema(), sources)
+        reconciler = Reconciler(cfg, _schema_only(), sources)
         rendered = await reconciler.reconcile(app, Mode.RENDER)
         services = [r.name for r in rendered.resources if r.kind == "Service"]
     finally:

@@ -79,10 +79,13 @@ def test_help_and_version_import_nothing_heavy(args: tuple[str, ...]) -> None:
     assert heavy_in(modules) == []
 
 
-def test_validate_sets_up_no_opentelemetry_sdk_when_nothing_is_exported() -> None:
+def test_validate_needs_no_aws_client_and_no_opentelemetry_sdk() -> None:
+    """A render reads botocore's ECS model, never calls AWS; nothing is exported."""
     code, modules = imported("validate", "--dir", str(EXAMPLES), "-c", str(CONFIG))
     assert code == 0
     assert not [m for m in modules if m.startswith("opentelemetry.sdk")]
+    assert not [m for m in modules if m.split(".")[0] in ("aiobotocore", "aiohttp")]
+    assert "botocore.client" not in modules
 
 
 def test_every_command_is_still_registered() -> None:

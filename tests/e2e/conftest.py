@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from support.gitserver import GitDaemon, GitRepo, make_repo
 
+from gitopsd.backends.ecs import pacing
 from gitopsd.cli import main
 from gitopsd.demo import example_config
 from gitopsd.local_aws.testing import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, LocalAws
@@ -84,6 +85,7 @@ def aws(e2e_aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> LocalAws:
     e2e_aws.configure(clock="real", pace=50.0, fail_images=["*:broken*"])
     e2e_aws.create_cluster(CLUSTER)
     e2e_aws.clear_calls()
+    pacing.reset_shared()  # full token buckets for each test (they are per process)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", DUMMY_ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", DUMMY_SECRET_KEY)
     monkeypatch.delenv("AWS_PROFILE", raising=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from support.gitserver import GitDaemon, make_repo
 
+from gitopsd.backends.ecs import pacing
 from gitopsd.local_aws.testing import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, LocalAws
 
 from .fleet import APP, CLUSTER, Fleet, family_names
@@ -35,6 +36,7 @@ def aws(faults_aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> LocalAws:
     faults_aws.configure(clock="real", pace=50.0, fail_images=[])
     faults_aws.create_cluster(CLUSTER)
     faults_aws.clear_calls()
+    pacing.reset_shared()  # full token buckets for each test (they are per process)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", DUMMY_ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", DUMMY_SECRET_KEY)
     monkeypatch.delenv("AWS_PROFILE", raising=False)

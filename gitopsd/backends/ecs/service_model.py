@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import botocore.session
+import botocore.loaders
+import botocore.model
 
 #: Manifest ``kind`` -> the ECS operation whose input shape the document is.
 KIND_OPERATIONS: dict[str, str] = {
@@ -27,8 +28,13 @@ KIND_NAME_FIELDS: dict[str, str] = {
 
 @functools.cache
 def ecs_model() -> Any:
-    """The ``botocore.model.ServiceModel`` of ECS (loaded from botocore's data files)."""
-    return botocore.session.get_session().get_service_model("ecs")
+    """The ``botocore.model.ServiceModel`` of ECS (loaded from botocore's data files).
+
+    Read as a botocore session reads it, without importing the session (and with it
+    botocore's client and docs machinery): ``gitopsd validate`` needs only the model.
+    """
+    data = botocore.loaders.create_loader().load_service_model("ecs", "service-2")
+    return botocore.model.ServiceModel(data, service_name="ecs")
 
 
 def input_shape(operation: str) -> Any:
