@@ -314,7 +314,20 @@ class _YamlBuilder:
 
     def _scalar(self, node: yaml.nodes.ScalarNode, pointer: str) -> Any:
         if node.tag in _CONSTRUCTED_TAGS:
-            value = self.constructor.construct_object(node)
+            try:
+                value = self.constructor.construct_object(node)
+            except (ValueError, IndexError, KeyError, yaml.YAMLError):  # `!!int x`, `0b_`
+                what = node.tag.removeprefix(_TAG)
+                self.problems.append(
+                    Problem(
+                        self.file,
+                        node.start_mark.line + 1,
+                        display_path(pointer),
+                        f"{node.value!r} is not a valid YAML {what}; "
+                        "quote it if a string was meant",
+                    )
+                )
+                return node.value
             if isinstance(value, float) and not math.isfinite(value):
                 self.problems.append(
                     Problem(

@@ -74,6 +74,9 @@ def test_junk_bytes(name: str, bom: bytes, raw: bytes) -> None:
 @example(name="app/web.yaml", bom=b"", text="kind: Service\nx: !!float .inf\n")
 @example(name="app/web.yaml", bom=b"", text="x: 1.0e999\n")
 @example(name="app/web.yaml", bom=b"", text="a: &a {<<: *a}\n")
+@example(name="app/web.yaml", bom=b"", text="!!int ")  # PyYAML's constructor: IndexError
+@example(name="app/web.yaml", bom=b"", text="a: !!bool maybe\n")  # KeyError
+@example(name="app/web.yaml", bom=b"", text="a: 0b_\n")  # an int to the resolver: ValueError
 def test_yaml_token_soup(name: str, bom: bytes, text: str) -> None:
     _check(name, bom + _encode(text))
 
