@@ -68,6 +68,91 @@ def p3_rows(p3: dict[str, Any]) -> list[Row]:
     return out
 
 
+def p2_rows(p2: dict[str, Any]) -> list[Row]:
+    out: list[Row] = []
+    n = p2["changed"]
+    for key, label in (("no_wait", "updated"), ("completed", "COMPLETED")):
+        if key not in p2:
+            continue
+        cmp = p2[key]
+        speedup = cmp["speedup_median"]
+        out.append(
+            (
+                f"P2 {n} of {p2['services']} svc until {label}",
+                f"{_s(cmp['subject']['median'])} ({cmp['per_service_ms']['gitopsd']} ms/svc)",
+                f"{_s(cmp['baseline']['median'])} ecs-deploy x{n}",
+                f"{cmp['ratio_min']:.3f}x / {cmp['ratio_median']:.3f}x ({speedup}x faster)",
+                "<= 0.05x (20x faster)",
+                "yes" if cmp["ratio_median"] <= 0.05 else "NO",
+            )
+        )
+    paced = p2["paced"]
+    ratio = paced["ratio_median"]
+    out.append(
+        (
+            f"P2 {n} svc, gitopsd pacing aws",
+            f"{_s(paced['gitopsd']['median'])}, throttled {paced['throttled']}",
+            f"{paced['floor_seconds']}s bucket floor",
+            f"{ratio}x",
+            "<= 1.2x, 0 throttles",
+            "yes" if ratio is not None and ratio <= 1.2 and not any(paced["throttled"]) else "NO",
+        )
+    )
+    thr = p2["endpoint_throttling"]
+    ours = thr["gitopsd"]
+    theirs = thr["ecs_deploy"]
+    floor = thr["floor_seconds"]
+    out.append(
+        (
+            f"P2 {n} svc, endpoint throttles",
+            f"{_s(ours['seconds'])}, {ours['throttled']} throttled",
+            (
+                f"ecs-deploy {_s(theirs['seconds'])}, {theirs['throttled']} throttled, "
+                f"{theirs['failures']} failed"
+                if theirs
+                else "ecs-deploy not installed"
+            ),
+            f"{round(ours['seconds'] / floor, 3) if floor else '-'}x floor ({floor}s)",
+            "<= 1.2x floor, no storm",
+            "",
+        )
+    )
+    return out
+
+
+def p4_rows(p4: dict[str, Any]) -> list[Row]:
+    lat = p4["latency"]
+    return [
+        (
+            f"P4 webhook -> UpdateService ({p4['services']} svc, {p4['commits']} commits)",
+            f"p50 {lat['p50']}s, p95 {lat['p95']}s",
+            f"{p4['api_writes']['p50']}s API time of the writes",
+            "",
+            f"p50 <= {p4['goal_p50']}s",
+            "yes" if p4["met"] else "NO",
+        )
+    ]
+
+
+def p5_rows(p5: list[dict[str, Any]]) -> list[Row]:
+    out: list[Row] = []
+    for point in p5:
+        goal = point["goal_mb"]
+        rss = [p["rss_mb"] for p in point["passes"]]
+        ok = (goal is None or point["peak_mb"] <= goal) and point["growth_mb"] <= 5
+        out.append(
+            (
+                f"P5 peak RSS, {point['services']} svc",
+                f"{point['peak_mb']} MB; per pass {rss}",
+                "",
+                f"growth {point['growth_mb']} MB",
+                f"<= {goal} MB, flat" if goal else "flat",
+                "yes" if ok else "NO",
+            )
+        )
+    return out
+
+
 def scaling_rows(scaling: list[dict[str, Any]]) -> list[Row]:
     out: list[Row] = []
     for point in scaling:

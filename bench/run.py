@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import p1_noop, p3_git, report
+from bench import p1_noop, p2_rollout, p3_git, p4_latency, p5_memory, report
 from bench.seed import deploy_fleet
 from bench.servers import ROOT, GitDaemon, LocalAws
 
@@ -51,6 +51,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         int(n) for n in (args.memory or ("100,200" if quick else "1000,10000")).split(",")
     ]
     args.commits = args.commits or (2000 if quick else 10000)
+    args.commits_p4 = 5 if quick else 20
     args.only = set((args.only or ",".join(PARTS)).split(","))
     unknown = args.only - set(PARTS)
     if unknown:
@@ -120,6 +121,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 return points
 
             _guarded(results, "scaling", scaling)
+        if "p2" in args.only:
+            changed = min(100, max(1, args.services // 5))
+            _guarded(
+                results,
+                "p2",
+                lambda: p2_rollout.measure(
+                    work, args.services, changed, aws, daemon, max(1, args.repeat // 2)
+                ),
+            )
+        if "p4" in args.only:
+            _guarded(
+                results,
+                "p4",
+                lambda: p4_latency.measure(work, args.services, aws, daemon, args.commits_p4),
+            )
+        if "p5" in args.only:
+            _guarded(results, "p5", lambda: p5_memory.measure(work, args.memory, aws, daemon, 5))
         if "p3" in args.only:
             _guarded(results, "p3", lambda: p3_git.measure(work, args.commits, args.repeat))
     return results
@@ -131,7 +149,10 @@ def table(results: dict[str, Any]) -> str:
     for part, fn in (
         ("p1", report.p1_rows),
         ("scaling", report.scaling_rows),
+        ("p2", report.p2_rows),
         ("p3", report.p3_rows),
+        ("p4", report.p4_rows),
+        ("p5", report.p5_rows),
     ):
         if part not in results:
             continue

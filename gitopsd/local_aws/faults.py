@@ -12,7 +12,8 @@ A rule (every key but ``operation`` optional)::
      "rate": 0.3, "seed": 42,                 # each matching call fires with p = 0.3
      "phase": "after",                        # "before" (default) or "after" moto ran
      "latency": 0.5,                          # delay the answer by 0.5 s (at most 60)
-     "duration": 10}                          # the rule expires 10 s (wall time) after arming
+     "duration": 10,                          # the rule expires 10 s (wall time) after arming
+     "bucket": {"burst": 20, "refill": 1.0}}  # AWS-like throttling (below)
 
 - ``phase: "before"``: the call never reaches moto; the error answer is returned.
   ``phase: "after"``: moto processes the call (a write takes effect), then its
@@ -32,6 +33,12 @@ A rule (every key but ``operation`` optional)::
   rule, draws; the first rule that fires decides what happens and the rules
   after it do not see the call (one injection per call at most). A rule that
   used up its ``count`` or outlived its ``duration`` stays listed, inactive.
+
+- ``bucket``: throttling as AWS does it, a token bucket per rule (one rule per
+  operation class: ``"operation": ["CreateService", "UpdateService"]`` share
+  one bucket). It starts full with ``burst`` tokens, refills ``refill`` tokens a
+  second (wall time), and each matching call takes a token; the rule fires only
+  for a call that finds the bucket empty. ``count`` defaults to no cap.
 
 ``POST`` takes one rule or ``{"rules": [...]}`` (all validated before any is
 armed) and answers the snapshot: ``{"faults": [rule, ...], "injected": [...]}``
@@ -82,7 +89,7 @@ MAX_LATENCY = 60.0
 #: The injection log keeps this many entries (the oldest go first).
 MAX_LOG = 10_000
 RULE_KEYS = frozenset(
-    {"operation", "error", "count", "rate", "seed", "phase", "latency", "duration"}
+    {"operation", "error", "count", "rate", "seed", "phase", "latency", "duration", "bucket"}
 )
 
 
@@ -135,6 +142,10 @@ class FaultRule:
     latency: float
     duration: float | None
     armed_at: float
+    #: ``(burst, refill per second)`` of an AWS-like token bucket, or None.
+    bucket: tuple[float, float] | None = None
+    tokens: float = 0.0
+    refilled_at: float = 0.0
     matched: int = 0
     injected: int = 0
     rng: random.Random = field(default_factory=random.Random, repr=False)
@@ -145,6 +156,18 @@ class FaultRule:
         if isinstance(self.operation, str):
             return self.operation == operation
         return operation in self.operation
+
+    def take_token(self, now: float) -> bool:
+        """Bucket rules: take a token if there is one (then the call passes)."""
+        if self.bucket is None:
+            return False
+        burst, refill = self.bucket
+        self.tokens = min(burst, self.tokens + max(0.0, now - self.refilled_at) * refill)
+        self.refilled_at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
 
     def active(self, now: float) -> bool:
         if self.count is not None and self.injected >= self.count:
@@ -166,6 +189,9 @@ class FaultRule:
             "seed": self.seed,
             "latency": self.latency or None,
             "duration": self.duration,
+            "bucket": (
+                None if self.bucket is None else {"burst": self.bucket[0], "refill": self.bucket[1]}
+            ),
             "expires_in": expires_in,
             "active": self.active(now),
             "matched": self.matched,
@@ -210,6 +236,9 @@ class Faults:
                         latency=spec["latency"],
                         duration=spec["duration"],
                         armed_at=now,
+                        bucket=spec["bucket"],
+                        tokens=spec["bucket"][0] if spec["bucket"] else 0.0,
+                        refilled_at=now,
                         rng=random.Random(seed),
                     )
                 )
@@ -225,6 +254,8 @@ class Faults:
                     continue
                 rule.matched += 1
                 if rule.rate is not None and rule.rng.random() >= rule.rate:
+                    continue
+                if rule.take_token(now):
                     continue
                 rule.injected += 1
                 injection = Injection(operation, rule.error, rule.phase, rule.latency, rule.id)
@@ -300,7 +331,7 @@ def _parse_fields(rule: Mapping[str, Any]) -> dict[str, Any]:
         if count is not None and count < 1:
             raise ValueError(f"'count' must be an integer >= 1 or null, got {count!r}")
     else:
-        count = None if rate is not None or duration is not None else 1
+        count = None if rate is not None or duration is not None or "bucket" in rule else 1
     return {
         "operation": operation,
         "error": error,
@@ -310,7 +341,23 @@ def _parse_fields(rule: Mapping[str, Any]) -> dict[str, Any]:
         "seed": seed,
         "latency": latency,
         "duration": duration,
+        "bucket": _bucket(rule.get("bucket")),
     }
+
+
+def _bucket(value: Any) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    message = (
+        '\'bucket\' must be {"burst": N >= 1, "refill": calls a second > 0} '
+        f"(AWS-like throttling), got {value!r}"
+    )
+    if not isinstance(value, Mapping) or set(value) != {"burst", "refill"}:
+        raise ValueError(message)
+    burst, refill = value["burst"], value["refill"]
+    if not (_is_number(burst) and _is_number(refill)) or burst < 1 or refill <= 0:
+        raise ValueError(message)
+    return float(burst), float(refill)
 
 
 def _operation(value: Any) -> str | list[str]:
