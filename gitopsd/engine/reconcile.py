@@ -10,6 +10,10 @@ from plan to verify, so two gitopsd processes never interleave writes to one
 app, and every record of the app is written under it. Read-only passes
 (validate, diff, sync --dry-run) take no lock and write no record.
 
+Render results are cached by the content of what they read (see
+:class:`~gitopsd.manifests.render.RenderCache`), so the agent's passes parse
+only the apps a commit changed.
+
 Verify runs on every sync, also when there is nothing to change: a rollout
 that an interrupted run left running, or that failed meanwhile, is followed
 and judged (and rolled back when the policy says so); a pass never calls an
@@ -54,7 +58,7 @@ from gitopsd.errors import (
     leaf_error,
 )
 from gitopsd.events import RECONCILE_STARTED, ROLLOUT_PROGRESSED, Event, EventSink, Severity
-from gitopsd.manifests.render import render_app
+from gitopsd.manifests.render import RenderCache, render_app
 from gitopsd.model import Resource, Revision
 from gitopsd.state import StateDir
 from gitopsd.statestore import APPLIED, StateStore, StateStoreError, update
@@ -107,6 +111,9 @@ class Reconciler:
         #: Hears each rollout stage change, with the app's name (the agent's status); must
         #: return at once.
         self.on_rollout: Callable[[str, RolloutProgress], None] | None = None
+        #: Apps rendered by earlier passes: one whose files, config and vars did not change
+        #: is not parsed again.
+        self.render_cache = RenderCache(max_entries=max(64, 2 * len(config.apps)))
 
     async def run(self, apps: Sequence[AppConfig], mode: Mode) -> list[Outcome]:
         """One pass over ``apps``; outcomes in the order of ``apps``."""
@@ -210,6 +217,7 @@ class Reconciler:
                         render_app,
                         max_file_size=self.config.manifests.max_file_size,
                         secret_env_names=self.config.manifests.secret_env_names,
+                        cache=self.render_cache,
                     ),
                     reader,
                     app,

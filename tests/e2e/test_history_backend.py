@@ -175,7 +175,9 @@ def test_a_new_machine_sees_the_same_history_within_the_api_budget(
             return await backend.history(APP, SERVICES)
 
     assert anyio.run(through_backend) == first
-    assert not (tmp_path / "fresh-state").exists()  # history writes no state
+    # History writes no state; only the task definitions it described are cached.
+    written = [p for p in (tmp_path / "fresh-state").rglob("*") if p.is_file()]
+    assert [p.relative_to(tmp_path / "fresh-state").parts[0] for p in written] == ["cache"]
 
 
 def test_revision_task_definitions_finds_each_services_revision_for_a_commit(

@@ -1,7 +1,9 @@
 """The Amazon ECS backend: the protocol the engine sees, over planner, applier and rollout.
 
 One :class:`EcsClient` per region is opened lazily and kept for the life of
-the backend, so task definitions cached by ARN stay cached across passes.
+the backend. Task definitions are cached by ARN for the whole process and
+persisted under the state directory when the backend closes
+(:mod:`gitopsd.backends.ecs.tdcache`), so the next one-shot run starts warm.
 """
 
 from __future__ import annotations
@@ -12,17 +14,28 @@ from contextlib import AsyncExitStack
 from typing import Self
 
 import anyio
+import anyio.to_thread
 import structlog
 
 from gitopsd.backends.base import ApplyResult, Journal, OnProgress, PrunePlan, RolloutStatus
 from gitopsd.backends.ecs import history as ecs_history
+from gitopsd.backends.ecs.accounts import Accounts, Identity, identity_of
 from gitopsd.backends.ecs.applier import apply_changeset
 from gitopsd.backends.ecs.client import EcsClient, retry_budget
+from gitopsd.backends.ecs.guardrails import (
+    account_problem,
+    app_region,
+    guardrails,
+    target_problems,
+)
 from gitopsd.backends.ecs.planner import plan_app, td_family
 from gitopsd.backends.ecs.prune import plan_prune, prune
 from gitopsd.backends.ecs.rollout import Progress, Target, watch_rollouts
 from gitopsd.backends.ecs.schema import ecs_schema
+from gitopsd.backends.ecs.secret_refs import check_references
+from gitopsd.backends.ecs.tdcache import cache_file, namespace_of, shared_cache
 from gitopsd.config import AppConfig, AwsConfig
+from gitopsd.errors import PlanError
 from gitopsd.manifests.schema import Schema
 from gitopsd.model import Action, ChangeSet, Resource, Revision
 from gitopsd.state import StateDir
@@ -45,9 +58,13 @@ class EcsBackend:
         self.state = state
         self.poll_interval = poll_interval
         self.progress = progress
-        self._clients: dict[str, EcsClient] = {}
+        #: One client per identity (gitopsd's own or an assumed role) and region.
+        self._clients: dict[tuple[Identity, str], EcsClient] = {}
+        self.accounts = Accounts(aws)
         self._stack = AsyncExitStack()
         self._lock = anyio.Lock()
+        namespace = namespace_of(aws.endpoint_url)
+        self.td_cache = shared_cache(namespace, cache_file(state.root, namespace))
 
     async def __aenter__(self) -> Self:
         return self
@@ -55,15 +72,35 @@ class EcsBackend:
     async def __aexit__(self, *exc_info: object) -> None:
         with anyio.CancelScope(shield=True):
             await self._stack.aclose()
+            await anyio.to_thread.run_sync(self.td_cache.save)
 
     async def client(self, app: AppConfig) -> EcsClient:
         region = app.region or self.aws.region or ""
+        key = (identity_of(app), region)
         async with self._lock:
-            if region not in self._clients:
-                self._clients[region] = await self._stack.enter_async_context(
-                    EcsClient(self.aws, region or None)
+            if key not in self._clients:
+                session = self.accounts.session(app)
+                self._clients[key] = await self._stack.enter_async_context(
+                    EcsClient(self.aws, region or None, session=session, td_cache=self.td_cache)
                 )
-            return self._clients[region]
+            return self._clients[key]
+
+    async def preflight(self, app: AppConfig) -> str:
+        """Refuse (``PlanError``) an app whose cluster, region or account is outside its
+        guard-rails; runs before the plan and before every write. Returns the account."""
+        session = self.accounts.session(app)
+        region = app_region(app) or session.get_config_variable("region")
+        found = target_problems(app, region)
+        if found:
+            lines = "\n  ".join(f"{key}: {message}" for key, message in found)
+            raise PlanError(
+                f"app {app.name!r} is outside its guard-rails; nothing was written:\n  {lines}"
+            )
+        account = await self.accounts.account(app, region)
+        problem = account_problem(app, account)
+        if problem:
+            raise PlanError(problem)
+        return account
 
     @property
     def schema(self) -> Schema:
@@ -72,12 +109,20 @@ class EcsBackend:
     async def plan(
         self, app: AppConfig, resources: Sequence[Resource], revision: Revision | None
     ) -> ChangeSet:
+        account = await self.preflight(app)
         client = await self.client(app)
-        return await plan_app(client, app, resources, revision)
+        changeset = await plan_app(client, app, resources, revision)
+        if guardrails(app).check_secret_refs and changeset.pending:
+            region = app_region(app) or self.accounts.session(app).get_config_variable("region")
+            await check_references(
+                self.accounts.session(app), self.aws, changeset, region=region, account=account
+            )
+        return changeset
 
     async def apply(
         self, app: AppConfig, changeset: ChangeSet, journal: Journal | None = None
     ) -> ApplyResult:
+        await self.preflight(app)
         client = await self.client(app)
         return await apply_changeset(client, app, changeset, journal, grace=retry_budget(self.aws))
 
@@ -134,6 +179,7 @@ class EcsBackend:
     ) -> ApplyResult:
         """Delete the plan's services and deregister its revisions (see
         :mod:`gitopsd.backends.ecs.prune`); deleted services leave the last-good record."""
+        await self.preflight(app)
         client = await self.client(app)
         return await prune(
             client,
@@ -192,6 +238,7 @@ async def roll_back_to(
     backend: EcsBackend, app: AppConfig, targets: dict[str, str], timeout: float
 ) -> list[RolloutStatus]:
     """Point each service at its task definition (``gitopsd rollback``) and follow the rollouts."""
+    await backend.preflight(app)
     client = await backend.client(app)
     started: list[Target] = []
     for service, td in sorted(targets.items()):

@@ -39,7 +39,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from gitopsd.backends.ecs.pacing import Pacer
+from gitopsd.backends.ecs.pacing import Pacer, shared_pacer
+from gitopsd.backends.ecs.tdcache import TaskDefinitionCache
 from gitopsd.config import AwsConfig
 from gitopsd.errors import BackendRejected, BackendUnavailable, leaf_error
 from gitopsd.telemetry import instruments as ins
@@ -104,6 +105,13 @@ EcsOperation = Literal[
 ]
 
 DESCRIBE_SERVICES_BATCH = 10
+#: Writes that change a task definition's tags or status -> the parameter naming it: the
+#: cached copy is forgotten before and after each (gitopsd.backends.ecs.tdcache).
+_TD_MUTATIONS: dict[str, str] = {
+    "TagResource": "resourceArn",
+    "UntagResource": "resourceArn",
+    "DeregisterTaskDefinition": "taskDefinition",
+}
 #: The longest wait between two attempts of one call.
 MAX_RETRY_WAIT = 20.0
 
@@ -216,6 +224,7 @@ class EcsClient:
         region: str | None = None,
         *,
         session: AioSession | None = None,
+        td_cache: TaskDefinitionCache | None = None,
     ) -> None:
         self._aws = aws
         self._region = region or aws.region
@@ -225,12 +234,18 @@ class EcsClient:
         self._stack = AsyncExitStack()
         self._client: Any = None
         self._limit = anyio.CapacityLimiter(aws.max_concurrency)
-        self._td_cache: dict[str, dict[str, Any]] = {}
+        #: Task definitions by ARN (gitopsd.backends.ecs.tdcache); shared when given.
+        self.td_cache = td_cache if td_cache is not None else TaskDefinitionCache()
         #: Calls made by operation name (each attempt counts), for tests and metrics.
         self.calls: Counter[str] = Counter()
         #: Whether the endpoint has the service deployments API (None: not asked yet).
         self.service_deployments_supported: bool | None = None
-        self.pacer = Pacer()
+        #: The process's token buckets for this endpoint, shared by every client of it.
+        self.pacer: Pacer = shared_pacer(
+            (aws.profile or "", self._region or "", aws.endpoint_url or ""),
+            mode=aws.pacing,
+            share=aws.pacing_share,
+        )
 
     async def __aenter__(self) -> Self:
         config = AioConfig(
@@ -278,6 +293,8 @@ class EcsClient:
 
         async def attempt() -> dict[str, Any]:
             nonlocal uncertain, attempts, throttled
+            if op in _TD_MUTATIONS:  # its tags or status change: describe it afresh
+                self.td_cache.forget(str(params.get(_TD_MUTATIONS[op], "")))
             if uncertain and recover is not None:
                 found = await recover()
                 if found is not None:
@@ -299,6 +316,8 @@ class EcsClient:
                 code = _error_code(exc)
                 outcome = "throttled" if code in NOT_APPLIED_CODES else "error"
                 throttled = throttled or outcome == "throttled"
+                if outcome == "throttled":
+                    self.pacer.throttled(op)  # slow this class down for every caller
                 _record_attempt(labels, outcome, code or type(exc).__name__, started)
                 request_id = _request_id(exc)
                 if request_id:
@@ -310,6 +329,8 @@ class EcsClient:
                     raise _Retryable(error) from exc
                 raise error from exc
             _record_attempt(labels, "ok", "", started)
+            if op in _TD_MUTATIONS:  # and a describe made meanwhile saw the old ones
+                self.td_cache.forget(str(params.get(_TD_MUTATIONS[op], "")))
             request_id = str(answer.get("ResponseMetadata", {}).get("RequestId", ""))
             if request_id:
                 span.set_attribute(ins.REQUEST_ID, request_id)
@@ -369,9 +390,13 @@ class EcsClient:
             raise leaf_error(group) from group
         return found
 
-    async def task_definition(self, arn: str) -> dict[str, Any]:
-        """A task definition (with ``tags``) by full ARN, from the cache when seen before."""
-        cached = self._td_cache.get(arn)
+    async def task_definition(self, arn: str, *, fresh: bool = False) -> dict[str, Any]:
+        """A task definition (with ``tags``) by full ARN, from the cache when seen before.
+
+        ``fresh``: describe it even when cached, for a decision to write that rests on
+        its tags or status (which, unlike its content, can change).
+        """
+        cached = None if fresh else self.td_cache.get(arn)
         if cached is None:
             cached = await self._describe_td(arn)
         return cached
@@ -394,16 +419,19 @@ class EcsClient:
         arns = [a for a in out.get("taskDefinitionArns", []) if _family(a) == family]
         return max(arns, key=_revision_number) if arns else None
 
-    async def latest_task_definition(self, family: str) -> dict[str, Any] | None:
-        """The newest ACTIVE revision of ``family`` (cached by ARN), or None when it has none."""
+    async def latest_task_definition(
+        self, family: str, *, fresh: bool = False
+    ) -> dict[str, Any] | None:
+        """The newest ACTIVE revision of ``family`` (cached by ARN unless ``fresh``), or None
+        when it has none."""
         arn = await self.latest_task_definition_arn(family)
-        return None if arn is None else await self.task_definition(arn)
+        return None if arn is None else await self.task_definition(arn, fresh=fresh)
 
     async def _describe_td(self, ref: str) -> dict[str, Any]:
         out = await self.call("DescribeTaskDefinition", taskDefinition=ref, include=["TAGS"])
         td = dict(out["taskDefinition"])
         td["tags"] = out.get("tags", [])
-        self._td_cache[td["taskDefinitionArn"]] = td
+        self.td_cache.put(td)
         return td
 
     # -- writes ------------------------------------------------------------------------
@@ -419,7 +447,7 @@ class EcsClient:
         out = await self.call("RegisterTaskDefinition", recover=recover, **spec)
         td = dict(out["taskDefinition"])
         td["tags"] = out.get("tags", spec.get("tags", []))
-        self._td_cache[td["taskDefinitionArn"]] = td
+        self.td_cache.put(td)
         return td
 
     async def create_service(self, spec: Mapping[str, Any]) -> dict[str, Any]:

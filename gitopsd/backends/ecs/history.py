@@ -491,7 +491,7 @@ async def task_definitions_at(
             f"(see gitopsd history {app.name})"
         )
     for name, td in chosen.items():
-        status = str((await client.task_definition(td)).get("status", "ACTIVE"))
+        status = str((await client.task_definition(td, fresh=True)).get("status", "ACTIVE"))
         if status != "ACTIVE":
             raise PlanError(
                 f"app {app.name!r}: {name}'s revision for commit {full[:12]}, {td_label(td)}, "

@@ -9,6 +9,11 @@ reused rather than registered again. A change of tags alone retags the
 revision in place. A service's ``taskDefinition`` is compared as
 ``family:revision`` on both sides.
 
+Task definitions come from the client's cache by ARN (their content never
+changes); when the one compared with differs from the manifest, a write may
+follow, so its tags (owner, retag) are read afresh before the plan is final.
+A no-op pass on a warm cache describes no task definition at all.
+
 The plan also refuses, up front, what cannot be applied: services or families
 another app owns, fields ECS cannot change in place, fields that cannot be
 removed in place, and changes an external deployment controller must make.
@@ -182,8 +187,9 @@ async def _reference_task_definition(
     td: Resource,
     services: Sequence[Resource],
     live_services: dict[str, dict[str, Any]],
-) -> tuple[dict[str, Any] | None, bool]:
-    """The revision to compare with, and whether it is the one a service runs."""
+) -> tuple[dict[str, Any] | None, bool, bool]:
+    """The revision to compare with, whether it is the one a service runs, and whether it
+    came from the cache (its tags may be old)."""
     for svc in services:
         live = live_services.get(svc.name)
         if (
@@ -191,8 +197,21 @@ async def _reference_task_definition(
             and live is not None
             and td_family(live.get("taskDefinition", "")) == td.name
         ):
-            return await client.task_definition(live["taskDefinition"]), True
-    return await client.latest_task_definition(td.name), False
+            found, cached = await _describe(client, str(live["taskDefinition"]))
+            return found, True, cached
+    arn = await client.latest_task_definition_arn(td.name)
+    if arn is None:
+        return None, False, False
+    found, cached = await _describe(client, arn)
+    return found, False, cached
+
+
+async def _describe(client: EcsClient, arn: str) -> tuple[dict[str, Any], bool]:
+    """The task definition ``arn``, and whether it came from the cache."""
+    cached = client.td_cache.get(arn)
+    if cached is not None:
+        return cached, True
+    return await client.task_definition(arn, fresh=True), False
 
 
 def _compare_td(
@@ -213,14 +232,21 @@ async def _plan_task_definition(
     services: Sequence[Resource],
     live_services: dict[str, dict[str, Any]],
 ) -> ResourceChange:
-    reference, from_service = await _reference_task_definition(client, td, services, live_services)
+    reference, from_service, cached = await _reference_task_definition(
+        client, td, services, live_services
+    )
     if reference is None:
         return ResourceChange(
             td.kind, td.name, Action.CREATE, origin=td.origin, details={"spec": td.spec}
         )
     arn = reference["taskDefinitionArn"]
-    _check_owner(app, td.key, reference.get("tags", []), f"({td_label(arn)})")
     spec, changes = _compare_td(app, td, reference)
+    if changes and cached:
+        # A write may follow, decided on the revision's tags (its owner, a retag): tags can
+        # change after a revision was cached, so they are read afresh first.
+        reference = await client.task_definition(arn, fresh=True)
+        spec, changes = _compare_td(app, td, reference)
+    _check_owner(app, td.key, reference.get("tags", []), f"({td_label(arn)})")
     details: dict[str, Any] = {"spec": spec, "arn": arn, "label": td_label(arn)}
     if not changes:
         return ResourceChange(td.kind, td.name, Action.NOOP, origin=td.origin, details=details)

@@ -203,14 +203,14 @@ async def _plan_family(
     whole_family: dict[str, str],
 ) -> tuple[list[PruneItem], list[PruneItem]]:
     """The revisions of an undeclared ``family`` to deregister, and those kept in use."""
-    latest = await client.latest_task_definition(family)
+    latest = await client.latest_task_definition(family, fresh=True)  # tags decide
     if latest is None or not _owned_by(app, latest):
         return [], []  # no ACTIVE revision, or the family is not the app's (any more)
     revisions = await list_active_revisions(client, family)
     tds: dict[str, dict[str, Any]] = {}
 
     async def describe(arn: str) -> None:
-        tds[arn] = await client.task_definition(arn)
+        tds[arn] = await client.task_definition(arn, fresh=True)  # its owner, now
 
     async with anyio.create_task_group() as tg:
         for arn in revisions:
