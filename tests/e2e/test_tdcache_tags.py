@@ -1,0 +1,116 @@
+"""Cached task definitions and their tags: content from the cache, ownership read afresh.
+
+A revision's content never changes, so a no-op plan takes it from the cache;
+its tags can, so a plan that would write (a new revision, a retag) reads them
+again first and refuses a revision another app took meanwhile. gitopsd's own
+tag writes drop the cached copy at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import pytest
+
+from gitopsd.backends.ecs.client import EcsClient
+from gitopsd.backends.ecs.planner import plan_app
+from gitopsd.backends.ecs.tdcache import TaskDefinitionCache
+from gitopsd.config import AppConfig, AwsConfig
+from gitopsd.errors import PlanError, leaf_error
+from gitopsd.local_aws.testing import LocalAws
+from gitopsd.model import Action, Origin, Resource
+
+from .conftest import CLUSTER
+
+T = TypeVar("T")
+APP = AppConfig(name="web", source="git", path="app", cluster=CLUSTER)
+CONTAINER = {"name": "main", "image": "busybox:1.36.1", "memory": 128}
+
+
+def resources(image: str = "busybox:1.36.1") -> list[Resource]:
+    td = {
+        "family": "web",
+        "requiresCompatibilities": ["EC2"],
+        "containerDefinitions": [dict(CONTAINER, image=image)],
+    }
+    svc = {"serviceName": "web", "taskDefinition": "web", "desiredCount": 1, "launchType": "EC2"}
+    return [
+        Resource("TaskDefinition", "web", td, Origin("app/web.yaml", 1)),
+        Resource("Service", "web", svc, Origin("app/web.yaml", 8)),
+    ]
+
+
+@pytest.fixture
+def arn(aws: LocalAws) -> str:
+    ecs = aws.boto3_client("ecs")
+    tags = [{"key": "gitopsd:app", "value": "web"}]
+    out = ecs.register_task_definition(
+        family="web", requiresCompatibilities=["EC2"], containerDefinitions=[CONTAINER], tags=tags
+    )
+    ecs.create_service(
+        cluster=CLUSTER, serviceName="web", taskDefinition="web", desiredCount=1, launchType="EC2"
+    )
+    found: str = out["taskDefinition"]["taskDefinitionArn"]
+    return found
+
+
+def with_client(
+    aws: LocalAws, cache: TaskDefinitionCache, func: Callable[[EcsClient], Awaitable[T]]
+) -> T:
+    async def main() -> T:
+        aws_config = AwsConfig(region="us-east-1", endpoint_url=aws.endpoint_url, max_attempts=2)
+        async with EcsClient(aws_config, td_cache=cache) as client:
+            return await func(client)
+
+    return anyio.run(main)
+
+
+def described(aws: LocalAws) -> int:
+    return aws.calls().count("DescribeTaskDefinition")
+
+
+def plan(aws: LocalAws, cache: TaskDefinitionCache, image: str = "busybox:1.36.1") -> Any:
+    aws.clear_calls()
+    try:
+        return with_client(aws, cache, lambda c: plan_app(c, APP, resources(image), None))
+    except BaseExceptionGroup as group:  # the planner's task group: the error it holds
+        raise leaf_error(group) from group
+
+
+def test_a_write_reads_the_owner_afresh(aws: LocalAws, arn: str) -> None:
+    cache = TaskDefinitionCache()
+    assert plan(aws, cache).resources[0].action is Action.NOOP
+    assert described(aws) == 1
+    assert plan(aws, cache).resources[0].action is Action.NOOP
+    assert described(aws) == 0  # from the cache
+
+    # Another app takes the family's revision (outside this process).
+    aws.boto3_client("ecs").tag_resource(
+        resourceArn=arn, tags=[{"key": "gitopsd:app", "value": "other"}]
+    )
+    assert plan(aws, cache).resources[0].action is Action.NOOP  # nothing to write: cached
+    assert described(aws) == 0
+    with pytest.raises(PlanError, match="belongs to app 'other'"):
+        plan(aws, cache, image="busybox:1.36.2")  # a new revision would follow: read again
+    assert described(aws) == 1
+    with pytest.raises(PlanError, match="belongs to app 'other'"):
+        plan(aws, cache)  # and the cache now holds the tags as they are
+
+
+def test_gitopsd_s_own_tag_writes_drop_the_cached_copy(aws: LocalAws, arn: str) -> None:
+    cache = TaskDefinitionCache()
+    plan(aws, cache)
+    assert cache.get(arn) is not None
+
+    async def retag(client: EcsClient) -> None:
+        await client.call("TagResource", resourceArn=arn, tags=[{"key": "team", "value": "a"}])
+
+    with_client(aws, cache, retag)
+    assert cache.get(arn) is None
+    plan(aws, cache)
+    assert described(aws) == 1
+    cached = cache.get(arn)
+    assert cached is not None
+    assert {"key": "team", "value": "a"} in cached["tags"]
