@@ -78,9 +78,11 @@ def test_a_sync_is_one_trace_with_stage_spans_and_a_span_per_aws_call(
     assert stages[3:] == ["plan", "apply", "verify", "notify"]
 
     aws = [s for s in in_trace if s.name.startswith("ECS/")]
-    ecs_calls = [c for c in env.aws.calls()]
+    ecs_calls = [c for c in env.aws.calls() if c != "GetCallerIdentity"]
     # One span per AWS call (every call of this pass; no retries happened).
     assert sorted(s.name.removeprefix("ECS/") for s in aws) == sorted(ecs_calls)
+    # the account check (guard-rails) has its own span
+    assert [s.name for s in in_trace if s.name.startswith("STS/")] == ["STS/GetCallerIdentity"]
     for span in aws:
         a = dict(span.attributes or {})
         assert a["rpc.system"] == "aws-api"

@@ -133,6 +133,11 @@ def secret_env(
         url_token=planted("url"),
     )
     monkeypatch.setenv("E2E_WEB_API_KEY", value.env_var)
+    # valueFrom must name a parameter that exists: gitopsd checks it before registering
+    aws.boto3_client("ssm").put_parameter(
+        Name=value.value_from.rsplit("/", 1)[-1], Value=planted("ssm-value"), Type="SecureString"
+    )
+    aws.clear_calls()
     repo = make_repo(tmp_path / "work")
     repo.copy_tree(EXAMPLES / "apps", "apps")
     plant_manifest(repo, value)

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from support.gitserver import GitDaemon, make_repo
 
-from gitopsd.local_aws.testing import LocalAws
+from gitopsd.local_aws.testing import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, LocalAws
 
 from .conftest import EXAMPLES, Env
 
@@ -70,6 +71,20 @@ def create_state_table(aws: LocalAws) -> None:
     )
 
 
+def create_parameters(aws: LocalAws) -> None:
+    """The SSM parameters config/self.toml's task definition names (docs/self-deploy.md):
+    gitopsd checks that each valueFrom exists before it registers the task definition."""
+    ssm = boto3.client(
+        "ssm",
+        region_name="eu-west-1",
+        endpoint_url=aws.endpoint_url,
+        aws_access_key_id=DUMMY_ACCESS_KEY,
+        aws_secret_access_key=DUMMY_SECRET_KEY,
+    )
+    for name in ("config", "git-token", "control-token"):
+        ssm.put_parameter(Name=f"/gitopsd/{name}", Value="x", Type="SecureString")
+
+
 def _set(text: str, key: str, value: str) -> str:
     """Set every ``key = "..."`` line of the shipped TOML, failing if it has none."""
     text, count = re.subn(
@@ -115,6 +130,7 @@ def self_env(tmp_path: Path, aws: LocalAws, capsys: pytest.CaptureFixture[str]) 
     aws.create_cluster(SELF_CLUSTER)
     network = create_network(aws)
     create_state_table(aws)
+    create_parameters(aws)
     aws.clear_calls()
     repo = make_repo(tmp_path / "work")
     repo.copy_tree(EXAMPLES / "self", "self")

@@ -18,7 +18,8 @@ an app's first write.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -29,10 +30,12 @@ from aiobotocore.credentials import AioCredentialResolver, AioDeferredRefreshabl
 from aiobotocore.session import AioSession
 from botocore.credentials import CredentialProvider
 from botocore.exceptions import BotoCoreError, ClientError
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from gitopsd.backends.ecs.client import classify
 from gitopsd.config import AppAwsConfig, AppConfig, AwsConfig
 from gitopsd.errors import BackendRejected, BackendUnavailable
+from gitopsd.telemetry import instruments as ins
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +56,21 @@ def session_name(app: AppConfig) -> str:
     if app.aws is not None and app.aws.session_name:
         return app.aws.session_name
     return f"gitopsd-{app.name}"[:64]
+
+
+@contextmanager
+def aws_span(service: str, op: str) -> Iterator[None]:
+    """A client span for one call of a service other than ECS (``STS/AssumeRole``), as
+    :class:`~gitopsd.backends.ecs.client.EcsClient` makes one per ECS call."""
+    labels = {ins.RPC_SYSTEM: "aws-api", ins.RPC_SERVICE: service, ins.RPC_METHOD: op}
+    with ins.tracer.start_as_current_span(
+        f"{service}/{op}", kind=SpanKind.CLIENT, attributes=labels, record_exception=False
+    ) as span:
+        try:
+            yield
+        except Exception as exc:
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
 
 
 def sts_config(aws: AwsConfig) -> AioConfig:
@@ -138,7 +156,8 @@ class Accounts:
                 params["ExternalId"] = role.external_id
             try:
                 async with self.base.create_client("sts", **client_kwargs(self.aws, None)) as sts:
-                    answer = await sts.assume_role(**params)
+                    with aws_span("STS", "AssumeRole"):
+                        answer = await sts.assume_role(**params)
             except (BotoCoreError, ClientError) as exc:
                 raise _sts_error("AssumeRole", exc, role.role_arn) from exc
             self.assumed[role.role_arn] = self.assumed.get(role.role_arn, 0) + 1
@@ -166,7 +185,8 @@ class Accounts:
                         async with session.create_client(
                             "sts", **client_kwargs(self.aws, region)
                         ) as sts:
-                            answer = await sts.get_caller_identity()
+                            with aws_span("STS", "GetCallerIdentity"):
+                                answer = await sts.get_caller_identity()
                 except (BotoCoreError, ClientError, TimeoutError) as exc:
                     role = app.aws.role_arn if app.aws else ""
                     raise _sts_error("GetCallerIdentity", exc, role) from exc

@@ -27,7 +27,7 @@ import structlog
 from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gitopsd.backends.ecs.accounts import client_kwargs
+from gitopsd.backends.ecs.accounts import aws_span, client_kwargs
 from gitopsd.backends.ecs.client import classify
 from gitopsd.config import AwsConfig
 from gitopsd.errors import BackendRejected, BackendUnavailable, PlanError
@@ -126,7 +126,7 @@ async def missing_references(
     mine = [r for r in refs if r.account in (None, account)]
     for r in refs:
         if r not in mine:
-            log.info("secret_refs.skipped", value_from=r.value, reason="another account")
+            log.info("secret_refs.skipped", at=r.where(), reason="in another account")
     missing: list[str] = []
     by_region: dict[str | None, list[Reference]] = {}
     for r in mine:
@@ -193,7 +193,7 @@ async def _ssm_names(
                     }
                     if token:
                         params["NextToken"] = token
-                    with anyio.fail_after(aws.call_timeout):
+                    with anyio.fail_after(aws.call_timeout), aws_span("SSM", "DescribeParameters"):
                         answer = await ssm.describe_parameters(**params)
                     found.update(str(p.get("Name")) for p in answer.get("Parameters", []))
                     token = answer.get("NextToken")
@@ -215,7 +215,10 @@ async def _missing_secrets(
         ) as secretsmanager:
             for secret_id in sorted(ids):
                 try:
-                    with anyio.fail_after(aws.call_timeout):
+                    with (
+                        anyio.fail_after(aws.call_timeout),
+                        aws_span("SecretsManager", "DescribeSecret"),
+                    ):
                         await secretsmanager.describe_secret(SecretId=secret_id)
                 except ClientError as exc:
                     code = exc.response.get("Error", {}).get("Code", "")
