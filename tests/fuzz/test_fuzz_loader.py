@@ -21,7 +21,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gitopsd.backends.ecs.schema import ecs_schema
-from gitopsd.manifests.loader import MAX_DEPTH, MAX_NODES, check_manifest, parse_file
+from gitopsd.manifests.loader import MAX_DEPTH, MAX_NODES, LocatedDoc, check_manifest, parse_file
 
 from .support import (
     FUZZ,
@@ -48,7 +48,8 @@ def _encode(text: str) -> bytes:
     )  # a lone surrogate becomes bytes that are not UTF-8
 
 
-def _check(name: str, raw: bytes, max_file_size: int | None = None) -> None:
+def _check(name: str, raw: bytes, max_file_size: int | None = None) -> list[LocatedDoc] | None:
+    """Parse ``raw``; the documents when there was no problem, else None."""
     with time_limit():
         docs, problems = parse_file(name, raw, max_file_size=max_file_size)
     assert_located(problems, name, raw)
@@ -60,6 +61,7 @@ def _check(name: str, raw: bytes, max_file_size: int | None = None) -> None:
         item, found = check_manifest(doc, ecs_schema())
         assert_located(found, name, raw)
         assert (item is None) == bool(found)
+    return None if problems else docs
 
 
 @FUZZ
@@ -88,15 +90,20 @@ def test_json_token_soup(name: str, text: str) -> None:
 
 
 @FUZZ
-@given(data=JSON_DATA | manifests(), style=st.sampled_from(["yaml", "flow", "json", "json-nan"]))
+@given(data=JSON_DATA | manifests(), style=st.sampled_from(["yaml", "flow", "json"]))
 def test_dumped_data_round_trips_or_is_refused(data: object, style: str) -> None:
-    """Data written out by a YAML or JSON library reads back the same, or as a problem."""
-    if style.startswith("json"):
-        name, raw = "app/web.json", json.dumps(data, allow_nan=style == "json-nan").encode()
+    """Data written out by a YAML or JSON library reads back as the library reads it, or as
+    a problem (PyYAML writes some characters, such as NEL, that it then reads differently)."""
+    if style == "json":
+        name, raw = "app/web.json", json.dumps(data).encode()  # NaN too
     else:
         name = "app/web.yaml"
         raw = yaml.safe_dump(data, default_flow_style=style == "flow", allow_unicode=True).encode()
-    _check(name, raw)
+    docs = _check(name, raw)
+    if docs is not None and isinstance(data, dict):  # the same as the libraries read it back
+        assert [d.data for d in docs] == [
+            json.loads(raw) if style == "json" else yaml.safe_load(raw)
+        ]
 
 
 @HOSTILE
