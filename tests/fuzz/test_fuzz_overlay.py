@@ -67,6 +67,35 @@ _OPS = st.fixed_dictionaries(
     },
 )
 
+
+def _pointers(value: Any, prefix: str = "") -> list[str]:
+    """Every JSON pointer into ``value``, ``""`` included."""
+    found = [prefix]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _pointers(item, f"{prefix}/{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += _pointers(item, f"{prefix}/{i}")
+    return found
+
+
+@st.composite
+def _likely_ops(draw: st.DrawFn, target: dict[str, Any]) -> dict[str, Any]:
+    """An operation on pointers that exist in ``target``: most of them apply."""
+    existing = [p for p in _pointers(target) if p and p != "/kind"]
+    op = draw(st.sampled_from(JSON_PATCH_OPS))
+    path = draw(st.sampled_from(existing))
+    if op == "add":
+        path = draw(st.sampled_from([path, f"{path}/-", f"{path}/0", f"{path}/new"]))
+    out: dict[str, Any] = {"op": op, "path": path}
+    if op in ("add", "replace", "test"):
+        out["value"] = draw(JSON_DATA | st.sampled_from([value_at(target, p) for p in existing]))
+    if op in ("move", "copy"):
+        out["from"] = draw(st.sampled_from(existing))
+    return out
+
+
 _TARGET = st.fixed_dictionaries(
     {},
     optional={
@@ -163,13 +192,11 @@ def test_any_patch_gives_a_result_or_located_problems(
 
 
 @FUZZ
-@given(
-    ops=st.lists(_OPS, min_size=1, max_size=6),
-    kind=st.sampled_from(["TaskDefinition", "Service"]),
-)
-def test_json_patch_operations_on_a_real_target(ops: list[dict[str, Any]], kind: str) -> None:
-    """Every operation aimed at an existing document: the patch applies or says why not."""
+@given(data=st.data(), kind=st.sampled_from(["TaskDefinition", "Service"]))
+def test_json_patch_operations_on_a_real_target(data: st.DataObject, kind: str) -> None:
+    """Operations aimed at an existing document: the patch applies or says why not."""
     base = TASK_DEFINITION if kind == "TaskDefinition" else SERVICE
+    ops = data.draw(st.lists(_likely_ops(base) | _OPS, min_size=1, max_size=6))
     patch = {"target": {"kind": kind, "name": "web"}, "jsonPatch": ops}
     _render([base], [[patch]])
 
