@@ -57,6 +57,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from xml.sax.saxutils import escape
 
 #: Error codes a fault may use, with the HTTP status AWS answers them with.
 FAULT_STATUS: dict[str, int] = {
@@ -113,10 +114,18 @@ class Injection:
         """The HTTP status of the error answer."""
         return FAULT_STATUS[self.error or ""]
 
-    def body(self) -> bytes:
-        """The AWS JSON error body."""
+    def body(self, *, json_protocol: bool = True) -> bytes:
+        """The AWS error body: JSON for JSON-protocol services (ECS, DynamoDB), else the
+        query protocol's XML (STS, SNS, SQS), so every client parses it as that error."""
         error = self.error or ""
-        return json.dumps({"__type": error, "message": FAULT_MESSAGE[error]}).encode()
+        if json_protocol:
+            return json.dumps({"__type": error, "message": FAULT_MESSAGE[error]}).encode()
+        side = "Receiver" if self.status >= 500 else "Sender"
+        return (
+            f"<ErrorResponse><Error><Type>{side}</Type><Code>{error}</Code>"
+            f"<Message>{escape(FAULT_MESSAGE[error])}</Message></Error>"
+            "<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+        ).encode()
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -139,8 +139,11 @@ class LocalAwsApp:
                 return [body]
         if injection.drop:
             _drop_connection(environ, unread=injection.phase == PHASE_BEFORE)
+        json_protocol = "HTTP_X_AMZ_TARGET" in environ  # JSON services name the operation there
         response = Response(
-            injection.body(), status=injection.status, mimetype="application/x-amz-json-1.1"
+            injection.body(json_protocol=json_protocol),
+            status=injection.status,
+            mimetype="application/x-amz-json-1.1" if json_protocol else "text/xml",
         )
         return response(environ, start_response)
 

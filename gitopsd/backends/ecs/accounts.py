@@ -31,6 +31,12 @@ from aiobotocore.session import AioSession
 from botocore.credentials import CredentialProvider
 from botocore.exceptions import BotoCoreError, ClientError
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from gitopsd.backends.ecs.client import classify
 from gitopsd.config import AppAwsConfig, AppConfig, AwsConfig
@@ -174,25 +180,35 @@ class Accounts:
         return refresh
 
     async def account(self, app: AppConfig, region: str | None = None) -> str:
-        """The AWS account id of ``app``'s credentials (``sts:GetCallerIdentity``, cached)."""
+        """The AWS account id of ``app``'s credentials (``sts:GetCallerIdentity``, cached;
+        temporary failures retried like every other AWS call)."""
         key = identity_of(app)
         async with self._lock:
             found = self._accounts.get(key)
             if found is None:
-                session = self.session(app)
-                try:
-                    with anyio.fail_after(self.aws.call_timeout * 2):
-                        async with session.create_client(
-                            "sts", **client_kwargs(self.aws, region)
-                        ) as sts:
-                            with aws_span("STS", "GetCallerIdentity"):
-                                answer = await sts.get_caller_identity()
-                except (BotoCoreError, ClientError, TimeoutError) as exc:
-                    role = app.aws.role_arn if app.aws else ""
-                    raise _sts_error("GetCallerIdentity", exc, role) from exc
+                retrying = AsyncRetrying(
+                    retry=retry_if_exception_type(BackendUnavailable),
+                    wait=wait_random_exponential(multiplier=0.2, max=5.0),
+                    stop=stop_after_attempt(self.aws.max_attempts),
+                    reraise=True,
+                )
+                async for attempt in retrying:
+                    with attempt:
+                        answer = await self._caller_identity(app, region)
                 found = self._accounts[key] = str(answer["Account"])
                 log.info("aws.identity", app=app.name, account=found, arn=answer.get("Arn"))
             return found
+
+    async def _caller_identity(self, app: AppConfig, region: str | None) -> dict[str, Any]:
+        session = self.session(app)
+        try:
+            with anyio.fail_after(self.aws.call_timeout * 2):
+                async with session.create_client("sts", **client_kwargs(self.aws, region)) as sts:
+                    with aws_span("STS", "GetCallerIdentity"):
+                        return dict(await sts.get_caller_identity())
+        except (BotoCoreError, ClientError, TimeoutError) as exc:
+            role = app.aws.role_arn if app.aws else ""
+            raise _sts_error("GetCallerIdentity", exc, role) from exc
 
 
 def _sts_error(op: str, exc: BaseException, role: str) -> BackendUnavailable | BackendRejected:

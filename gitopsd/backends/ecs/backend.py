@@ -85,9 +85,10 @@ class EcsBackend:
                 )
             return self._clients[key]
 
-    async def preflight(self, app: AppConfig) -> str:
+    async def preflight(self, app: AppConfig) -> str | None:
         """Refuse (``PlanError``) an app whose cluster, region or account is outside its
-        guard-rails; runs before the plan and before every write. Returns the account."""
+        guard-rails; runs before the plan and before every write. Returns the account when
+        a rule needed it (``sts:GetCallerIdentity`` is asked only then, once per identity)."""
         session = self.accounts.session(app)
         region = app_region(app) or session.get_config_variable("region")
         found = target_problems(app, region)
@@ -96,6 +97,8 @@ class EcsBackend:
             raise PlanError(
                 f"app {app.name!r} is outside its guard-rails; nothing was written:\n  {lines}"
             )
+        if not guardrails(app).accounts:
+            return None
         account = await self.accounts.account(app, region)
         problem = account_problem(app, account)
         if problem:
@@ -114,6 +117,7 @@ class EcsBackend:
         changeset = await plan_app(client, app, resources, revision)
         if guardrails(app).check_secret_refs and changeset.pending:
             region = app_region(app) or self.accounts.session(app).get_config_variable("region")
+            account = account or await self.accounts.account(app, region)
             await check_references(
                 self.accounts.session(app), self.aws, changeset, region=region, account=account
             )
