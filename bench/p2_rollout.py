@@ -9,7 +9,10 @@ On a fleet in sync, each trial commits a new image tag for ``changed`` services
   ``AWS_ENDPOINT_URL``) run once per service with ``--timeout -1`` (fire and
   forget) and ``--no-deregister`` (gitopsd keeps old revisions too);
 * **until COMPLETED**: ``gitopsd sync`` (it verifies the rollouts) vs ``ecs-deploy``
-  waiting for each deployment (its default);
+  fire-and-forget followed by the bench polling DescribeServices until every
+  rollout is COMPLETED (ecs-deploy's own wait counts RUNNING tasks with
+  ListTasks/DescribeTasks, which the local endpoint does not simulate, so it
+  would never return);
 * **rate limits in gitopsd**: ``gitopsd sync --no-wait`` with ``[aws].pacing =
   "aws"`` (AWS's buckets) vs the token-bucket floor :func:`bucket_floor`;
 * **rate limits in the endpoint**: the endpoint throttles as AWS does (a
@@ -115,10 +118,12 @@ class Trials:
                 str(ECS_DEPLOY), "deploy", self.dep.fleet.cluster_of[app], name,
                 "--image", "app", f"public.ecr.aws/docker/library/busybox:{tag}",
                 "--no-deregister", "--region", "us-east-1",
-                "--timeout", "600" if wait else "-1",
+                "--timeout", "-1",
             ]  # fmt: skip
             proc = subprocess.run(args, env=env, capture_output=True, text=True)
             failures += proc.returncode != 0
+        if wait:  # ecs-deploy's own wait needs ListTasks/DescribeTasks: see the module doc
+            self.wait_completed()
         seconds = time.perf_counter() - started
         if not failures:
             self.check(tag)
@@ -129,6 +134,33 @@ class Trials:
             "failures": failures,
         }
 
+    def wait_completed(self, timeout: float = 600) -> None:
+        """Poll (with a deadline) until every changed service's rollout is COMPLETED."""
+        ecs = self.dep.aws.boto3_client()
+        deadline = time.monotonic() + timeout
+        pending = list(self.changed)
+        while pending:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(pending)} rollouts not COMPLETED: {pending[:5]}")
+            still = []
+            for cluster, names in self._by_cluster(pending).items():
+                for i in range(0, len(names), 10):
+                    answer = ecs.describe_services(cluster=cluster, services=names[i : i + 10])
+                    for svc in answer["services"]:
+                        primary = next(d for d in svc["deployments"] if d["status"] == "PRIMARY")
+                        if primary.get("rolloutState") != "COMPLETED":
+                            still.append(svc["serviceName"])
+            pending = still
+            if pending:
+                time.sleep(0.1)  # polling with a deadline
+
+    def _by_cluster(self, names: list[str]) -> dict[str, list[str]]:
+        by_cluster: dict[str, list[str]] = {}
+        for name in names:
+            cluster = self.dep.fleet.cluster_of[self.dep.fleet.app_of(name)]
+            by_cluster.setdefault(cluster, []).append(name)
+        return by_cluster
+
     def throttled(self) -> int:
         injected = self.dep.aws.faults()["injected"]
         return sum(1 for i in injected if i["error"] == "ThrottlingException")
@@ -136,13 +168,8 @@ class Trials:
     def check(self, tag: str) -> None:
         """Every changed service runs a task definition with the new image."""
         ecs = self.dep.aws.boto3_client()
-        by_cluster: dict[str, list[str]] = {}
-        for name in self.changed:
-            by_cluster.setdefault(
-                self.dep.fleet.cluster_of[self.dep.fleet.app_of(name)], []
-            ).append(name)
         wrong = []
-        for cluster, names in by_cluster.items():
+        for cluster, names in self._by_cluster(self.changed).items():
             for i in range(0, len(names), 10):
                 services = ecs.describe_services(cluster=cluster, services=names[i : i + 10])
                 for svc in services["services"]:
