@@ -57,8 +57,12 @@ def test_first_sync_creates_and_second_sync_writes_nothing(env: Env) -> None:
     assert web["taskDefinition"].endswith("task-definition/web:1")
     tags = {t["key"]: t["value"] for t in web["tags"]}
     assert tags["gitopsd:app"] == "web"
-    assert tags["gitopsd:revision"] == env.repo.head()
     assert tags["team"] == "storefront"
+    # The commit is on the task definition the service runs, not on the service: a rollout
+    # costs no TagResource per service.
+    assert "gitopsd:revision" not in tags
+    td = env.ecs().describe_task_definition(taskDefinition=web["taskDefinition"], include=["TAGS"])
+    assert {t["key"]: t["value"] for t in td["tags"]}["gitopsd:revision"] == env.repo.head()
 
     env.aws.clear_calls()
     second = env.gitopsd("sync")
@@ -166,7 +170,7 @@ def test_broken_manifest_fails_its_app_only(env: Env) -> None:
     assert "apps/web/base/task-definition.yaml:10" in run.out
     assert "containerDefinitions[0].imgae" in run.out
     assert "RenderFailed" in run.out
-    assert Counter(env.writes()) == Counter({"UpdateService": 1, "TagResource": 1})
+    assert Counter(env.writes()) == Counter({"UpdateService": 1})
     assert env.service("web")["taskDefinition"] == before
     assert env.service("worker")["desiredCount"] == 2
 
@@ -319,3 +323,19 @@ def test_ignore_pointers_hide_differences_owned_elsewhere(env: Env) -> None:
     assert env.writes() == []
     tags = {t["key"]: t["value"] for t in env.service("web")["tags"]}
     assert tags["CostCenter"] == "42"  # another tool's tag is left alone
+
+
+def test_a_service_tagged_with_a_revision_by_an_older_gitopsd_loses_it_on_its_next_change(
+    env: Env,
+) -> None:
+    sync_all(env)
+    worker = env.service("worker")
+    env.ecs().tag_resource(
+        resourceArn=worker["serviceArn"], tags=[{"key": "gitopsd:revision", "value": "0" * 40}]
+    )
+    env.edit(WORKER, "desiredCount: 1", "desiredCount: 2")
+    env.commit("scale worker")
+    env.aws.clear_calls()
+    assert env.gitopsd("sync", "worker").code == 0
+    assert Counter(env.writes()) == Counter({"UpdateService": 1, "UntagResource": 1})
+    assert "gitopsd:revision" not in {t["key"] for t in env.service("worker")["tags"]}

@@ -150,7 +150,8 @@ def gitopsd_service(env: Env) -> dict[str, Any]:
 
 
 def task_definition(env: Env, arn: str) -> dict[str, Any]:
-    td: dict[str, Any] = env.ecs().describe_task_definition(taskDefinition=arn)["taskDefinition"]
+    answer = env.ecs().describe_task_definition(taskDefinition=arn, include=["TAGS"])
+    td: dict[str, Any] = {**answer["taskDefinition"], "tags": answer.get("tags", [])}
     return td
 
 
@@ -184,7 +185,10 @@ def test_first_sync_by_hand_creates_the_gitopsd_service(self_env: Env) -> None:
     assert len(vpc["securityGroups"]) == 1
     tags = {t["key"]: t["value"] for t in service["tags"]}
     assert tags["gitopsd:app"] == "self"
-    assert tags["gitopsd:revision"] == env.repo.head()
+    td_tags = {
+        t["key"]: t["value"] for t in task_definition(env, service["taskDefinition"])["tags"]
+    }
+    assert td_tags["gitopsd:revision"] == env.repo.head()
 
     td = task_definition(env, service["taskDefinition"])
     assert td["family"] == "gitopsd"
@@ -249,8 +253,10 @@ def test_upgrading_gitopsd_is_one_commit_and_a_normal_rollout(self_env: Env) -> 
     assert deployment["status"] == "PRIMARY"
     assert deployment["rolloutState"] == "COMPLETED"
     assert deployment["taskDefinition"] == service["taskDefinition"]
-    tags = {t["key"]: t["value"] for t in service["tags"]}
-    assert tags["gitopsd:revision"] == upgrade
+    td_tags = {
+        t["key"]: t["value"] for t in task_definition(env, service["taskDefinition"])["tags"]
+    }
+    assert td_tags["gitopsd:revision"] == upgrade
     (container,) = task_definition(env, service["taskDefinition"])["containerDefinitions"]
     assert container["image"].endswith("/gitopsd:0.2.0")
     assert env.gitopsd("diff", "self").code == 0

@@ -41,7 +41,7 @@ from gitopsd.backends.base import Applied, ApplyResult, Journal
 from gitopsd.backends.ecs.client import EcsClient
 from gitopsd.backends.ecs.guardrails import check_specs
 from gitopsd.backends.ecs.normalise import normalise_task_definition, service_reset_value
-from gitopsd.backends.ecs.ownership import is_reserved_tag, managed_tags
+from gitopsd.backends.ecs.ownership import REVISION_TAG, is_reserved_tag, managed_tags
 from gitopsd.backends.ecs.planner import blocking, primary_deployment, td_label
 from gitopsd.backends.ecs.service_model import input_shape
 from gitopsd.config import AppConfig
@@ -92,14 +92,20 @@ def check_applicable(changeset: ChangeSet) -> None:
         raise PlanError("cannot apply in place; nothing was changed:\n  " + "\n  ".join(blocked))
 
 
-def _tags(spec: Mapping[str, Any], app: AppConfig, changeset: ChangeSet) -> list[dict[str, str]]:
+def _tags(
+    spec: Mapping[str, Any], app: AppConfig, changeset: ChangeSet, *, revision: bool = True
+) -> list[dict[str, str]]:
+    """The user's tags and gitopsd's; ``revision``: with the commit (task definitions only:
+    a service names its task definition, which carries it, so a rollout costs no
+    TagResource per service)."""
     rev = changeset.revision
     user = [
         {"key": t["key"], "value": t.get("value", "")}
         for t in spec.get("tags", [])
         if not is_reserved_tag(t["key"])
     ]
-    return user + managed_tags(app.name, rev.source if rev else "", rev.commit if rev else None)
+    commit = rev.commit if rev and revision else None
+    return user + managed_tags(app.name, rev.source if rev else "", commit)
 
 
 def _tag_requests(
@@ -114,7 +120,9 @@ def _tag_requests(
     stale = [
         k
         for k in live
-        if k not in target and not is_reserved_tag(k) and k not in app.ignore_tag_keys
+        if k not in target
+        and (not is_reserved_tag(k) or k == REVISION_TAG)  # services older gitopsd tagged
+        and k not in app.ignore_tag_keys
     ]
     changed = [{"key": k, "value": v} for k, v in target.items() if live.get(k) != v]
     out = []
@@ -164,7 +172,7 @@ def _service_requests(
 ) -> list[Request]:
     spec: dict[str, Any] = dict(change.details["spec"])
     family = str(change.details["family"])
-    tags = _tags(spec, app, changeset)
+    tags = _tags(spec, app, changeset, revision=False)
     if change.action is Action.CREATE:
         create = dict(spec, cluster=app.cluster, tags=tags)
         create["clientToken"] = client_token(app, change.name, create)
