@@ -88,14 +88,20 @@ def p2_rows(p2: dict[str, Any]) -> list[Row]:
         )
     paced = p2["paced"]
     ratio = paced["ratio_median"]
+    within_burst = not paced["floor_seconds"]
+    if within_burst:
+        met = "n/a (within the burst)"
+    else:
+        ok = ratio is not None and ratio <= 1.2 and not any(paced["throttled"])
+        met = "yes" if ok else "NO"
     out.append(
         (
             f"P2 {n} svc, gitopsd pacing aws",
             f"{_s(paced['gitopsd']['median'])}, throttled {paced['throttled']}",
             f"{paced['floor_seconds']}s bucket floor",
-            f"{ratio}x",
+            "-" if within_burst else f"{ratio}x",
             "<= 1.2x, 0 throttles",
-            "yes" if ratio is not None and ratio <= 1.2 and not any(paced["throttled"]) else "NO",
+            met,
         )
     )
     thr = p2["endpoint_throttling"]

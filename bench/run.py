@@ -60,6 +60,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _guarded(results: dict[str, Any], name: str, fn: Callable[[], Any]) -> None:
+    """Run one part; record its figures or its error; save what the run has so far."""
     print(f"bench: {name} ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
     try:
@@ -68,6 +69,9 @@ def _guarded(results: dict[str, Any], name: str, fn: Callable[[], Any]) -> None:
         traceback.print_exc()
         results[name] = {"error": f"{type(exc).__name__}: {exc}"}
     print(f"bench: {name} done in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    save = results.get("_save")
+    if callable(save):
+        save()
 
 
 def machine() -> dict[str, Any]:
@@ -78,19 +82,21 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    results: dict[str, Any] = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "settings": {
-            "services": args.services,
-            "repeat": args.repeat,
-            "scaling": args.scaling,
-            "memory": args.memory,
-            "commits": args.commits,
-            "quick": args.quick,
-        },
-    }
+def run(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
+    results.update(
+        {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine(),
+            "settings": {
+                "services": args.services,
+                "repeat": args.repeat,
+                "scaling": args.scaling,
+                "memory": args.memory,
+                "commits": args.commits,
+                "quick": args.quick,
+            },
+        }
+    )
     with (
         tempfile.TemporaryDirectory(prefix="gitopsd-bench-") as tmp,
         LocalAws(pace=1000.0) as aws,
@@ -107,6 +113,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
             if "p1" in args.only:
                 _guarded(results, "p1", p1)
+        if "p3" in args.only:
+            _guarded(results, "p3", lambda: p3_git.measure(work, args.commits, args.repeat))
+        if "p4" in args.only:
+            _guarded(
+                results,
+                "p4",
+                lambda: p4_latency.measure(work, args.services, aws, daemon, args.commits_p4),
+            )
+        if "p2" in args.only:
+            changed = min(100, max(1, args.services // 5))
+            _guarded(
+                results,
+                "p2",
+                lambda: p2_rollout.measure(
+                    work, args.services, changed, aws, daemon, max(1, args.repeat // 2)
+                ),
+            )
+        if "p5" in args.only:
+            _guarded(results, "p5", lambda: p5_memory.measure(work, args.memory, aws, daemon, 5))
         if "scaling" in args.only:
 
             def scaling() -> list[dict[str, Any]]:
@@ -121,25 +146,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 return points
 
             _guarded(results, "scaling", scaling)
-        if "p2" in args.only:
-            changed = min(100, max(1, args.services // 5))
-            _guarded(
-                results,
-                "p2",
-                lambda: p2_rollout.measure(
-                    work, args.services, changed, aws, daemon, max(1, args.repeat // 2)
-                ),
-            )
-        if "p4" in args.only:
-            _guarded(
-                results,
-                "p4",
-                lambda: p4_latency.measure(work, args.services, aws, daemon, args.commits_p4),
-            )
-        if "p5" in args.only:
-            _guarded(results, "p5", lambda: p5_memory.measure(work, args.memory, aws, daemon, 5))
-        if "p3" in args.only:
-            _guarded(results, "p3", lambda: p3_git.measure(work, args.commits, args.repeat))
     return results
 
 
@@ -166,9 +172,18 @@ def table(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    results = run(args)
-    results["table"] = table(results)
     args.json.parent.mkdir(parents=True, exist_ok=True)
+    partial: dict[str, Any] = {}
+
+    def save() -> None:  # after each part: a long run that is stopped keeps what it measured
+        done = {k: v for k, v in partial.items() if k != "_save"}
+        done["table"] = table(done)
+        args.json.write_text(json.dumps(done, indent=1) + "\n")
+
+    partial["_save"] = save
+    results = run(args, partial)
+    results.pop("_save", None)
+    results["table"] = table(results)
     args.json.write_text(json.dumps(results, indent=1) + "\n")
     settings = results["settings"]
     print(f"gitopsd bench {results['date']} ({os.cpu_count()} cpus) {settings}")
