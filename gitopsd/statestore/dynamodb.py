@@ -25,7 +25,6 @@ from typing import Any, Self
 
 import anyio
 import structlog
-from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.exceptions import (
     BotoCoreError,
@@ -38,6 +37,7 @@ from botocore.exceptions import (
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from tenacity import wait_random_exponential as wait_jitter
 
+from gitopsd.awsclient import client_kwargs
 from gitopsd.config import AwsConfig
 from gitopsd.statestore import (
     Entry,
@@ -88,16 +88,7 @@ class DynamoDbStore:
         self._client: Any = None
 
     async def __aenter__(self) -> Self:
-        config = AioConfig(
-            connect_timeout=min(10.0, self._aws.call_timeout),
-            read_timeout=self._aws.call_timeout,
-            retries={"total_max_attempts": 1, "mode": "standard"},  # tenacity retries
-        )
-        kwargs: dict[str, Any] = {"config": config}
-        if self._region:
-            kwargs["region_name"] = self._region
-        if self._aws.endpoint_url:
-            kwargs["endpoint_url"] = self._aws.endpoint_url
+        kwargs = client_kwargs(self._aws, self._region)
         try:
             self._client = await self._stack.enter_async_context(
                 self._session.create_client("dynamodb", **kwargs)

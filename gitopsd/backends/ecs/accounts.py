@@ -25,7 +25,6 @@ from typing import Any
 
 import anyio
 import structlog
-from aiobotocore.config import AioConfig
 from aiobotocore.credentials import AioCredentialResolver, AioDeferredRefreshableCredentials
 from aiobotocore.session import AioSession
 from botocore.credentials import CredentialProvider
@@ -38,6 +37,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from gitopsd.awsclient import client_kwargs
 from gitopsd.backends.ecs.client import classify
 from gitopsd.config import AppAwsConfig, AppConfig, AwsConfig
 from gitopsd.errors import BackendRejected, BackendUnavailable
@@ -79,23 +79,9 @@ def aws_span(service: str, op: str) -> Iterator[None]:
             raise
 
 
-def sts_config(aws: AwsConfig) -> AioConfig:
-    """Timeouts for STS, SSM and Secrets Manager calls (one attempt each: callers retry)."""
-    return AioConfig(
-        connect_timeout=min(10.0, aws.call_timeout),
-        read_timeout=aws.call_timeout,
-        retries={"total_max_attempts": 2, "mode": "standard"},
-    )
-
-
-def client_kwargs(aws: AwsConfig, region: str | None) -> dict[str, Any]:
-    """Region, endpoint and config for a client of a non-ECS service."""
-    kwargs: dict[str, Any] = {"config": sts_config(aws)}
-    if region or aws.region:
-        kwargs["region_name"] = region or aws.region
-    if aws.endpoint_url:
-        kwargs["endpoint_url"] = aws.endpoint_url
-    return kwargs
+def sts_kwargs(aws: AwsConfig, region: str | None) -> dict[str, Any]:
+    """A client of STS, SSM or Secrets Manager (two attempts each; callers retry more)."""
+    return client_kwargs(aws, region, attempts=2)
 
 
 class _AssumedRoleProvider(CredentialProvider):  # type: ignore[misc]
@@ -161,7 +147,7 @@ class Accounts:
             if role.external_id:
                 params["ExternalId"] = role.external_id
             try:
-                async with self.base.create_client("sts", **client_kwargs(self.aws, None)) as sts:
+                async with self.base.create_client("sts", **sts_kwargs(self.aws, None)) as sts:
                     with aws_span("STS", "AssumeRole"):
                         answer = await sts.assume_role(**params)
             except (BotoCoreError, ClientError) as exc:
@@ -203,7 +189,7 @@ class Accounts:
         session = self.session(app)
         try:
             with anyio.fail_after(self.aws.call_timeout * 2):
-                async with session.create_client("sts", **client_kwargs(self.aws, region)) as sts:
+                async with session.create_client("sts", **sts_kwargs(self.aws, region)) as sts:
                     with aws_span("STS", "GetCallerIdentity"):
                         return dict(await sts.get_caller_identity())
         except (BotoCoreError, ClientError, TimeoutError) as exc:

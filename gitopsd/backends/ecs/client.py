@@ -19,7 +19,6 @@ from typing import Any, Literal, Self
 
 import anyio
 import structlog
-from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.exceptions import (
     BotoCoreError,
@@ -39,6 +38,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from gitopsd.awsclient import client_kwargs
 from gitopsd.backends.ecs.pacing import Pacer, shared_pacer
 from gitopsd.backends.ecs.tdcache import TaskDefinitionCache
 from gitopsd.config import AwsConfig
@@ -248,17 +248,7 @@ class EcsClient:
         )
 
     async def __aenter__(self) -> Self:
-        config = AioConfig(
-            connect_timeout=min(10.0, self._aws.call_timeout),
-            read_timeout=self._aws.call_timeout,
-            retries={"total_max_attempts": 1, "mode": "standard"},  # tenacity retries, not botocore
-            max_pool_connections=max(10, self._aws.max_concurrency),
-        )
-        kwargs: dict[str, Any] = {"config": config}
-        if self._region:
-            kwargs["region_name"] = self._region
-        if self._aws.endpoint_url:
-            kwargs["endpoint_url"] = self._aws.endpoint_url
+        kwargs = client_kwargs(self._aws, self._region, pool=max(10, self._aws.max_concurrency))
         try:
             self._client = await self._stack.enter_async_context(
                 self._session.create_client("ecs", **kwargs)

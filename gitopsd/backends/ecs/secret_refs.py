@@ -27,7 +27,7 @@ import structlog
 from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gitopsd.backends.ecs.accounts import aws_span, client_kwargs
+from gitopsd.backends.ecs.accounts import aws_span, sts_kwargs
 from gitopsd.backends.ecs.client import classify
 from gitopsd.config import AwsConfig
 from gitopsd.errors import BackendRejected, BackendUnavailable, PlanError
@@ -182,7 +182,7 @@ async def _ssm_names(
     wanted = sorted(names)
     found: set[str] = set()
     try:
-        async with session.create_client("ssm", **client_kwargs(aws, region)) as ssm:
+        async with session.create_client("ssm", **sts_kwargs(aws, region)) as ssm:
             for i in range(0, len(wanted), SSM_NAMES_PER_CALL):
                 chunk = wanted[i : i + SSM_NAMES_PER_CALL]
                 token: str | None = None
@@ -211,7 +211,7 @@ async def _missing_secrets(
     gone: set[str] = set()
     try:
         async with session.create_client(
-            "secretsmanager", **client_kwargs(aws, region)
+            "secretsmanager", **sts_kwargs(aws, region)
         ) as secretsmanager:
             for secret_id in sorted(ids):
                 try:
