@@ -374,6 +374,15 @@ class _CgiHandler(BaseHTTPRequestHandler):
             self.server.requests.append(HttpRequest(self.command, path, query, status, command))
 
     def _handle(self) -> None:
+        with self.server.lock:
+            self.server.in_flight += 1
+        try:
+            self._serve()
+        finally:
+            with self.server.lock:
+                self.server.in_flight -= 1
+
+    def _serve(self) -> None:
         if not self._authorized():
             for _ in self._body_chunks():
                 pass
@@ -482,6 +491,8 @@ class _GitHttpd(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.requests: list[HttpRequest] = []
         self.errors: list[str] = []
+        #: Requests being answered: each is logged once its answer is sent.
+        self.in_flight = 0
 
     def handle_error(self, request: object, client_address: object) -> None:
         """Stay quiet when a client drops a kept-alive connection; report anything else."""
@@ -565,10 +576,16 @@ class GitHttpServer:
         with self._server.lock:
             return list(self._server.errors)
 
-    def clear(self) -> None:
-        """Forget the requests logged so far."""
-        with self._server.lock:
-            self._server.requests.clear()
+    def clear(self, timeout: float = 5.0) -> None:
+        """Forget the requests logged so far, once those being answered are logged too (a
+        client can read an answer before the server has logged its request)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._server.lock:
+                if self._server.in_flight == 0 or time.monotonic() >= deadline:
+                    self._server.requests.clear()
+                    return
+            time.sleep(0.005)
 
 
 class _StaticHandler(BaseHTTPRequestHandler):
