@@ -188,6 +188,7 @@ kind: Service
 serviceName: web
 taskDefinition: web
 deploymentConfiguration:
+  strategy: BLUE_GREEN  # hooks run in blue/green-family deployments only
   lifecycleHooks:
     - hookTargetArn: arn:aws:lambda:eu-west-1:1:function:f
       roleArn: arn:aws:iam::1:role/r

@@ -179,6 +179,49 @@ SERVICE_SHAPE: tuple[Rule, ...] = (
     Rename("/roleArn", "role"),
 )
 
+_DC = "/deploymentConfiguration"
+_HOOK = f"{_DC}/lifecycleHooks/*"
+_BREAKER = f"{_DC}/deploymentCircuitBreaker"
+
+
+def as_float(value: Any) -> Any:
+    """A number as a float (the model's ``Double``: ``10`` and ``10.0`` are one value)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+#: Native-strategy defaults (ECS API reference), each nested one on its own. A default is
+#: applied to both sides, so one AWS does not echo back still never shows as a difference.
+STRATEGY_DEFAULTS: tuple[Rule, ...] = (
+    # AWS default (LinearConfiguration): steps of 10.0 percent, 6 minutes between steps.
+    Default(f"{_DC}/linearConfiguration", {}, when=Equals(f"{_DC}/strategy", "LINEAR")),
+    Default(f"{_DC}/linearConfiguration/stepPercent", 10.0),
+    Default(f"{_DC}/linearConfiguration/stepBakeTimeInMinutes", 6),
+    # AWS default (CanaryConfiguration): 5.0 percent, 10 minutes before the rest.
+    Default(f"{_DC}/canaryConfiguration", {}, when=Equals(f"{_DC}/strategy", "CANARY")),
+    Default(f"{_DC}/canaryConfiguration/canaryPercent", 5.0),
+    Default(f"{_DC}/canaryConfiguration/canaryBakeTimeInMinutes", 10),
+    # AWS default (DeploymentLifecycleHook): a hook invokes a Lambda function ...
+    Default(f"{_HOOK}/targetType", "AWS_LAMBDA"),
+    # ... and times out after 1440 minutes, then rolls back.
+    Default(f"{_HOOK}/timeoutConfiguration", {}),
+    Default(f"{_HOOK}/timeoutConfiguration/timeoutInMinutes", 1440),
+    Default(f"{_HOOK}/timeoutConfiguration/action", "ROLLBACK"),
+    # AWS default (DeploymentCircuitBreaker, 2026): a healthy task resets the failure count;
+    # the threshold is the classic one (half the desired count, bounded 3..200).
+    Default(f"{_BREAKER}/resetOnHealthyTask", True),
+    Default(f"{_BREAKER}/thresholdConfiguration", {}),
+    Default(f"{_BREAKER}/thresholdConfiguration/type", "BOUNDED_PERCENT"),
+    Default(f"{_BREAKER}/thresholdConfiguration/value", 50),
+    # AWS default (DeploymentEarlySuccessCriteria): off.
+    Default(f"{_DC}/earlySuccessCriteria", {}),
+    Default(f"{_DC}/earlySuccessCriteria/enable", False),
+    # Shape: percentages are Doubles; a manifest may write 10 for 10.0.
+    Transform(f"{_DC}/linearConfiguration/stepPercent", as_float),
+    Transform(f"{_DC}/canaryConfiguration/canaryPercent", as_float),
+)
+
 #: Absent means this value (applied to both sides, after projection).
 SERVICE_DEFAULTS: tuple[Rule, ...] = (
     # Shape: the input takes a role name or ARN; the service-linked role means "none given".
@@ -225,6 +268,7 @@ SERVICE_DEFAULTS: tuple[Rule, ...] = (
     Default("/deploymentConfiguration/alarms/rollback", False),
     Default("/deploymentConfiguration/strategy", "ROLLING"),
     Default("/deploymentConfiguration/bakeTimeInMinutes", 0),
+    *STRATEGY_DEFAULTS,
     # Shape: ECS reports Service Connect turned off as {"enabled": false} (gitopsd turns it off
     # by sending that): with nothing else set, it is the same as never configured.
     Drop(
@@ -245,6 +289,11 @@ SERVICE_DEFAULTS: tuple[Rule, ...] = (
 
 #: Order that carries no meaning, which ECS does not keep.
 SERVICE_ORDER: tuple[Rule, ...] = (
+    # Sets (assumed: ECS evaluates every alarm, runs a hook at each of its stages, and runs
+    # all hooks of a stage before moving on, so neither order means anything).
+    SortBy(f"{_DC}/alarms/alarmNames"),
+    SortBy(f"{_HOOK}/lifecycleStages"),
+    SortBy(f"{_DC}/lifecycleHooks"),
     # AWS reorders these by content.
     SortBy("/loadBalancers"),
     SortBy("/serviceRegistries"),

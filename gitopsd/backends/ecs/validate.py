@@ -8,7 +8,9 @@ wrong types, enum values, required members, tagged unions and the model's
 min/max bounds. On top come the rules gitopsd adds to the API: names are
 required and well-formed and unique per app, a service runs in the app's
 cluster, it points at a task-definition family declared in the same app, and
-no tag key uses a reserved prefix (``gitopsd:``, ``aws:``).
+no tag key uses a reserved prefix (``gitopsd:``, ``aws:``), and a service's native
+deployment strategy settings are complete and consistent
+(:mod:`gitopsd.backends.ecs.strategy_rules`: errors here, warnings logged once).
 
 :func:`check_create_service` is the one rule that needs live state: a REPLICA
 service without ``desiredCount`` is valid for an existing service (autoscaling
@@ -22,12 +24,17 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import structlog
+
 from gitopsd.backends.ecs.ownership import RESERVED_TAG_PREFIXES, is_reserved_tag
 from gitopsd.backends.ecs.service_model import KIND_NAME_FIELDS, KIND_OPERATIONS, input_shape
+from gitopsd.backends.ecs.strategy_rules import strategy_findings
 from gitopsd.errors import PlanError, Problem
 from gitopsd.manifests.loader import LocatedDoc, json_type
 from gitopsd.model import Origin
-from gitopsd.pointer import child_pointer
+from gitopsd.pointer import child_pointer, display_path
+
+log = structlog.get_logger(__name__)
 
 #: Task-definition families and service names: 1-255 letters, digits, '_' and '-'.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
@@ -78,6 +85,8 @@ def validate_document(doc: LocatedDoc) -> list[Problem]:
         return []
     problems: list[Problem] = []
     _check(input_shape(KIND_OPERATIONS[kind]), doc.spec, "", doc, problems)
+    if kind == "Service":
+        problems = _with_strategy_rules(doc, problems)
     name_field = KIND_NAME_FIELDS[kind]
     name = doc.data.get(name_field)
     if isinstance(name, str) and not NAME_PATTERN.match(name):
@@ -222,6 +231,31 @@ def _check_range(shape: Any, value: int, pointer: str, doc: LocatedDoc, out: lis
 
 
 # --- gitopsd's rules on top of the API --------------------------------------------------------
+
+#: (file, line, field, message) of strategy warnings logged already: once per process.
+_warned: set[tuple[str, int | None, str, str]] = set()
+
+
+def _with_strategy_rules(doc: LocatedDoc, model_problems: list[Problem]) -> list[Problem]:
+    """The model walk's problems plus the strategy rules' errors; a rule's message replaces
+    the model's for the same field (``BAKE_TIME`` says why, not just "invalid value")."""
+    errors: list[Problem] = []
+    for finding in strategy_findings(doc.spec):
+        problem = doc.problem(finding.pointer, finding.message)
+        if not finding.warning:
+            errors.append(problem)
+            continue
+        key = (problem.file, problem.line, problem.path, problem.message)
+        if key not in _warned:
+            _warned.add(key)
+            log.warning(
+                "manifest.strategy_warning",
+                at=f"{problem.file}:{problem.line}",
+                field=display_path(finding.pointer),
+                problem=finding.message,
+            )
+    replaced = {p.path for p in errors}
+    return [p for p in model_problems if p.path not in replaced] + errors
 
 
 def _container_rules(doc: LocatedDoc) -> list[Problem]:
