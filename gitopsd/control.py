@@ -32,6 +32,9 @@ _BASE = "http://gitopsd"
 class AgentUnreachable(GitopsdError):
     """No agent answers on the control socket (none running, or it did not answer in time)."""
 
+    #: True when no agent listens at all (nothing was sent): the caller may act itself.
+    absent = False
+
 
 #: Where a remote agent's bearer token is read from.
 TOKEN_ENV = "GITOPSD_AGENT_TOKEN"
@@ -88,6 +91,7 @@ async def _request(
             text = await response.text(errors="replace")
     except aiohttp.ClientConnectorError as exc:
         if isinstance(exc.os_error, FileNotFoundError | ConnectionRefusedError):
+            not_running.absent = True
             raise not_running from None
         raise AgentUnreachable(
             f"cannot connect to the gitopsd agent at {socket}: {exc.os_error.strerror or exc}"

@@ -40,12 +40,18 @@ PRUNED = "pruned"
 ERROR = "error"
 #: The app is Ready again after a failure (notifiers send it once, where they alerted).
 RECOVERED = "recovered"
+#: A deployment waits at a PAUSE hook for someone to approve or reject it (once per hook).
+APPROVAL_NEEDED = "approval_needed"
+#: A paused deployment was approved, rejected, or its pause timed out (gitopsd.engine.approvals).
+APPROVAL_DECIDED = "approval_decided"
 
 #: Every event kind, in the order a pass produces them.
 KINDS: tuple[str, ...] = (
     RECONCILE_STARTED,
     CHANGES_APPLIED,
     ROLLOUT_PROGRESSED,
+    APPROVAL_NEEDED,
+    APPROVAL_DECIDED,
     ROLLOUT_COMPLETED,
     ROLLOUT_FAILED,
     ROLLED_BACK,
@@ -192,11 +198,13 @@ class Event:
         """What makes two events "the same alert": volatile parts (``at``, the message with
         its durations and task ids, deployment ids) left out. For ``rollout_progressed``
         the reason also names the resource, what it rolls out and the stage change, so
-        the steps of one rollout are different alerts."""
+        the steps of one rollout are different alerts; for approvals it names the hook."""
         reason = self.reason
         if self.progress is not None:
             p = self.progress
             reason = f"{reason} {p.key} {p.target} {p.transition}"
+        if self.kind in (APPROVAL_NEEDED, APPROVAL_DECIDED):
+            reason = f"{reason} {' '.join(self.fields)}"  # the resource and the hook id
         return (self.kind, self.app, reason, self.revision)
 
 
@@ -204,3 +212,40 @@ class EventSink(Protocol):
     """Where the engine hands events: must return at once and never raise."""
 
     def publish(self, event: Event) -> None: ...
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """What an approver plugin is asked about: one deployment paused at a PAUSE hook.
+
+    ``key`` is the resource (``Service/web``), ``deployment`` the platform's id of
+    the paused deployment (ECS: the service deployment ARN), ``hook_id`` the hook
+    awaiting action and ``stage`` where it sits (ECS: ``lifecycleStage``, e.g.
+    POST_TEST_TRAFFIC_SHIFT); ``revision`` the commit being rolled out and ``target``
+    what it rolls out (ECS: the task definition ARN); ``expires_at`` when the pause
+    ends on its own (epoch seconds, None when unknown) and ``timeout_action`` what
+    the platform then does (CONTINUE or ROLLBACK, "" when unknown).
+    """
+
+    app: str
+    key: str
+    deployment: str
+    hook_id: str
+    stage: str = ""
+    revision: str = ""
+    target: str = ""
+    expires_at: float | None = None
+    timeout_action: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An approver's answer: ``approve`` True continues the deployment, False rolls it back.
+
+    ``by`` names who decided when it is not the plugin itself (a PR reviewer, a chat
+    user); ``reason`` is kept in the history with the decision.
+    """
+
+    approve: bool
+    reason: str = ""
+    by: str = ""

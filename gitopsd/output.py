@@ -455,6 +455,13 @@ def format_history(rows: Sequence[dict[str, Any]], paint: Painter) -> str:
                 str(r.get("message", "")) or str(r.get("reason", "")) or "-",
             )
         )
+        for d in r.get("approvals") or []:  # decisions on this deployment's PAUSE hooks
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(d.get("at") or 0.0)))
+            said = f": {d['reason']}" if d.get("reason") else ""
+            table.append(
+                (when, "", "", f"  {d.get('outcome', '')}", "", "", f"{d.get('action', '')} by "
+                 f"{d.get('by', '')} at {d.get('stage') or '-'}{said}")
+            )  # fmt: skip
     return _table(
         table,
         paint,

@@ -33,6 +33,19 @@ Hooks (all optional for a plugin):
 ``gitopsd_backends()``
     Optional: backends this plugin provides, ``{name: factory}``. Backends are
     otherwise found through the ``gitopsd.backends`` entry point group.
+``gitopsd_approver(name, options)``
+    Return an :class:`Approver` (an object with ``async def decide(request)``
+    answering a :class:`gitopsd.events.Decision`, or None for "not yet") built
+    from the plugin's options, or None. It is asked on every rollout poll while
+    a deployment of an app it serves waits at a PAUSE hook
+    (:mod:`gitopsd.engine.approvals`); ``approve_apps`` (names or shell patterns;
+    required, none by default) says which apps, and is removed from ``options``.
+
+``gitopsd_gate(name, type, options)``
+    Return a gate (an object with ``async def check(context) -> GateResult``,
+    :mod:`gitopsd.gates`) for an ``apps[].gates`` entry whose ``type`` the
+    plugin provides (``options`` is the entry's ``options`` table), or None
+    for a type it does not know. Raise ``ValueError("message")`` on bad options.
 
 ``[plugins.NAME] enabled = false`` disables a discovered plugin: it is listed
 but receives nothing.
@@ -40,13 +53,14 @@ but receives nothing.
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.metadata
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import anyio
 import anyio.abc
@@ -55,7 +69,7 @@ import structlog
 
 from gitopsd.alerts import Channel, ChannelOptions, Notifier, parse_channel_options
 from gitopsd.errors import ConfigError
-from gitopsd.events import Change, Event, FieldDiff
+from gitopsd.events import ApprovalRequest, Change, Decision, Event, FieldDiff
 from gitopsd.redact import redact
 from gitopsd.telemetry import instruments as ins
 
@@ -68,7 +82,40 @@ BACKENDS_GROUP = "gitopsd.backends"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-HOOKS = ("gitopsd_notifier", "gitopsd_event", "gitopsd_configure", "gitopsd_backends")
+HOOKS = (
+    "gitopsd_notifier",
+    "gitopsd_event",
+    "gitopsd_configure",
+    "gitopsd_backends",
+    "gitopsd_approver",
+    "gitopsd_gate",
+)
+#: The option of ``[plugins.NAME]`` naming the apps an approver decides for.
+APPROVE_APPS = "approve_apps"
+
+
+@runtime_checkable
+class Approver(Protocol):
+    """What an approver plugin provides (returned by its ``gitopsd_approver`` hook).
+
+    ``decide`` answers a :class:`~gitopsd.events.Decision` (approve or reject), or
+    None while it has no answer yet (it is asked again on the next poll). It must
+    return within a poll interval; an exception is logged and counts as no answer.
+    """
+
+    async def decide(self, request: ApprovalRequest) -> Decision | None: ...
+
+
+@dataclass(frozen=True)
+class ApproverEntry:
+    """An approver plugin with the apps it decides for (``approve_apps`` patterns)."""
+
+    name: str
+    approver: Approver
+    apps: tuple[str, ...]
+
+    def serves(self, app: str) -> bool:
+        return any(fnmatch.fnmatchcase(app, pattern) for pattern in self.apps)
 
 
 class HookSpecs:
@@ -89,6 +136,14 @@ class HookSpecs:
     @hookspec
     def gitopsd_backends(self) -> dict[str, object]:  # type: ignore[empty-body]
         """Backends this plugin provides: ``{name: factory}``."""
+
+    @hookspec(firstresult=True)
+    def gitopsd_approver(self, name: str, options: Mapping[str, Any]) -> Approver | None:
+        """An approver built from ``[plugins.NAME]`` (``approve_apps`` removed), or None."""
+
+    @hookspec(firstresult=True)
+    def gitopsd_gate(self, name: str, type: str, options: Mapping[str, Any]) -> object | None:
+        """A gate (``async def check(context)``) for gate ``type``, or None."""
 
 
 class PluginConfigError(ConfigError):
@@ -142,6 +197,8 @@ class PluginRegistry:
         self.load_errors: dict[str, str] = {}
         #: The notifiers' delivery channels, built by :meth:`configure`.
         self.channels: list[Channel] = []
+        #: The approvers with the apps they serve, built by :meth:`configure`.
+        self.approvers: list[ApproverEntry] = []
         self._busy: set[str] = set()
         self._lock = threading.Lock()
 
@@ -231,8 +288,11 @@ class PluginRegistry:
             for n, m in self.load_errors.items()
         ]
         notifier_plugins = {n for n, _ in self._enabled_impls("gitopsd_notifier")}
+        approver_plugins = {n for n, _ in self._enabled_impls("gitopsd_approver")}
         for name, impl in self._enabled_impls("gitopsd_configure"):
             opts = {k: v for k, v in self.options.get(name, {}).items() if k != "enabled"}
+            if name in approver_plugins:
+                opts.pop(APPROVE_APPS, None)
             if name in notifier_plugins:
                 opts = {k: v for k, v in opts.items() if k not in ChannelOptions.KEYS}
             try:
@@ -242,6 +302,8 @@ class PluginRegistry:
         self.channels = []
         for name, impl in self._enabled_impls("gitopsd_notifier"):
             options = self.options.get(name, {})
+            if name in approver_plugins:
+                options = {k: v for k, v in options.items() if k != APPROVE_APPS}
             try:
                 _, own = parse_channel_options(options)
                 notifier = impl.function(*_args(impl, {"name": name, "options": own}))
@@ -263,8 +325,42 @@ class PluginRegistry:
                 problems.append(f"plugins.{name}.{e}")
                 continue
             self.channels.append(Channel(name, notifier, channel_options))
+        self.approvers = self._approvers(problems)
         if problems:
             raise PluginConfigError("\n  ".join(problems))
+
+    def _approvers(self, problems: list[str]) -> list[ApproverEntry]:
+        """Each enabled approver plugin with ``approve_apps``; refusals go to ``problems``."""
+        out = []
+        for name, impl in self._enabled_impls("gitopsd_approver"):
+            options = {k: v for k, v in self.options.get(name, {}).items() if k != "enabled"}
+            patterns = options.pop(APPROVE_APPS, None)
+            if patterns is None:
+                log.debug("plugin.approver_unused", plugin=name, reason=f"no {APPROVE_APPS}")
+                continue
+            if isinstance(patterns, str):
+                patterns = [patterns]
+            if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+                problems.append(
+                    f"plugins.{name}.{APPROVE_APPS}: must be a list of app names or shell "
+                    "patterns (e.g. ['web', 'shop-*'])"
+                )
+                continue
+            try:
+                approver = impl.function(*_args(impl, {"name": name, "options": options}))
+            except ValueError as e:
+                problems.append(f"plugins.{name}.{e}")
+                continue
+            if approver is None:
+                continue
+            if not isinstance(approver, Approver):
+                problems.append(
+                    f"plugins.{name}: gitopsd_approver returned {type(approver).__name__}, "
+                    "which has no `async def decide(request)`"
+                )
+                continue
+            out.append(ApproverEntry(name, approver, tuple(patterns)))
+        return out
 
     def backends(self) -> dict[str, object]:
         """Backends provided by enabled plugins through ``gitopsd_backends``."""
@@ -275,6 +371,20 @@ class PluginRegistry:
                 raise PluginConfigError(f"plugins.{name}: gitopsd_backends must return a dict")
             out.update(provided)
         return out
+
+    def gate(self, name: str, type: str, options: Mapping[str, Any]) -> object | None:
+        """The first enabled plugin's gate for ``type`` (``apps[].gates[]``), or None.
+        A plugin's ``ValueError`` becomes a :class:`PluginConfigError` naming the gate."""
+        for plugin, impl in self._enabled_impls("gitopsd_gate"):
+            try:
+                found = impl.function(
+                    *_args(impl, {"name": name, "type": type, "options": options})
+                )
+            except ValueError as e:
+                raise PluginConfigError(f"gates {name} (type {type}, plugin {plugin}): {e}") from e
+            if found is not None:
+                return found
+        return None
 
     def event_receivers(self) -> list[str]:
         return [n for n, _ in self._enabled_impls("gitopsd_event")]

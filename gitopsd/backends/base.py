@@ -35,6 +35,7 @@ __all__ = [
     "Backend",
     "Journal",
     "OnProgress",
+    "PausedHook",
     "PruneItem",
     "PrunePlan",
     "RolloutProgress",
@@ -151,6 +152,29 @@ class PrunePlan:
         return len(self.counted) / self.owned if self.owned else 0.0
 
 
+@dataclass(frozen=True)
+class PausedHook:
+    """A deployment waiting at a PAUSE hook for someone to continue or roll it back.
+
+    ``key`` is the resource (``Service/web``) and ``service`` its name; ``deployment``
+    the platform's id of the deployment (ECS: the service deployment ARN); ``hook_id``
+    and ``stage`` the hook awaiting action and its lifecycle stage; ``expires_at``
+    (epoch seconds) when the pause ends on its own with ``timeout_action`` (CONTINUE
+    or ROLLBACK); ``target_revision`` what the deployment rolls out (ECS: the target
+    service revision ARN) and ``target`` its task definition ("" when unknown).
+    """
+
+    key: str
+    service: str
+    deployment: str
+    hook_id: str
+    stage: str = ""
+    expires_at: float | None = None
+    timeout_action: str = ""
+    target_revision: str = ""
+    target: str = ""
+
+
 class Journal(Protocol):
     """Told about each write as soon as it is made, so an interrupted run can say what it did."""
 
@@ -211,3 +235,15 @@ class Backend(Protocol):
         or no longer carries the app's mark, is skipped. A failing write stops the prune
         with :class:`~gitopsd.errors.ApplyError` carrying what was written before it.
         An empty plan writes nothing."""
+
+    async def paused_hooks(
+        self, app: AppConfig, resources: Sequence[Resource]
+    ) -> Sequence[PausedHook]:
+        """The PAUSE hooks awaiting action in the deployments in progress of ``app``'s
+        resources (its rendered documents); read-only."""
+
+    async def continue_deployment(
+        self, app: AppConfig, deployment: str, hook_id: str, action: str
+    ) -> None:
+        """Act on a paused hook: ``action`` CONTINUE lets ``deployment`` go on, ROLLBACK
+        rolls it back. Raises a classified error when the platform refuses."""

@@ -28,6 +28,7 @@ import math
 import random
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -37,12 +38,13 @@ import structlog
 from gitopsd.backends.base import Backend
 from gitopsd.config import AppConfig, Config
 from gitopsd.engine.announce import changes_of, commit_link
+from gitopsd.engine.approvals import NothingAwaitsApproval, declared_resources
 from gitopsd.engine.outcome import Outcome, Stage
 from gitopsd.engine.reconcile import Mode, Reconciler
 from gitopsd.engine.schedule import Next, Scheduler, backoff
 from gitopsd.engine.sources import SourceSet
 from gitopsd.engine.status import FALSE, TRUE, UNKNOWN, AppStatus, Condition
-from gitopsd.errors import SignatureRejected, TemporaryError
+from gitopsd.errors import GitopsdError, SignatureRejected, TemporaryError
 from gitopsd.events import (
     CONDITION_CHANGED,
     DRIFT_DETECTED,
@@ -51,9 +53,12 @@ from gitopsd.events import (
     RECOVERED,
     Event,
     EventSink,
+    RolloutProgress,
+    RolloutStage,
     Severity,
 )
 from gitopsd.model import Resource, Revision
+from gitopsd.plugins import ApproverEntry
 from gitopsd.state import JsonRecord, StateDir
 from gitopsd.statestore import AGENT, StateStore, StateStoreError, update
 from gitopsd.statestore.dirstore import DirStore
@@ -94,18 +99,21 @@ class Agent:
         events: EventSink | None = None,
         rng: random.Random | None = None,
         store: StateStore | None = None,
+        approvers: Sequence[ApproverEntry] = (),
     ) -> None:
         self.config = config
         self.sources = sources
         self.events = events
         #: What survives a restart (docs/state.md); the state directory's store by default.
         self.store = store or DirStore(config.daemon.state_dir / "store")
-        self.reconciler = Reconciler(config, backend, sources, events=events, store=self.store)
+        self.reconciler = Reconciler(
+            config, backend, sources, events=events, store=self.store, approvers=approvers
+        )
         self.scheduler = Scheduler(config, rng)
         self.state = StateDir(config.daemon.state_dir)
         self.limiter = anyio.CapacityLimiter(config.daemon.max_parallel_apps)
         self.app_status = {a.name: AppStatus(a.name) for a in config.apps}
-        self.reconciler.on_rollout = lambda app, p: self.app_status[app].rollout(p)
+        self.reconciler.on_rollout = self._rollout
         self._apps = {a.name: a for a in config.apps}
         self._wake = {a.name: anyio.Event() for a in config.apps}
         self._due: dict[str, float | None] = {a.name: 0.0 for a in config.apps}
@@ -133,6 +141,19 @@ class Agent:
         #: Each app's record as last read from or written to the store.
         self._saved: dict[str, dict[str, Any]] = {}
         self._loaded = False
+
+    def _rollout(self, app: str, progress: RolloutProgress) -> None:
+        """A watched rollout's stage in the app's status; a hook awaiting action says so."""
+        if dict(progress.details).get("approval") == "needed":
+            stage = progress.stage
+            lifecycle = f"{stage.lifecycle}: " if stage.lifecycle else ""
+            progress = replace(
+                progress,
+                stage=RolloutStage(
+                    stage.status, f"{lifecycle}approval needed (`gitopsd approve {app}`)"
+                ),
+            )
+        self.app_status[app].rollout(progress)
 
     def _source_names(self) -> list[str]:
         return sorted({a.source for a in self.config.apps})
@@ -774,9 +795,35 @@ class Agent:
                 self._due[name] = 0.0
                 self._wake[name].set()
             return {"app": name, "suspended": st.suspended}
+        if action == "approve":
+            return await self._approve(self._apps[name], request)
         raise ControlRefused(
-            f"unknown action {action!r}: use status, reconcile, suspend or resume", 400
+            f"unknown action {action!r}: use status, reconcile, suspend, resume or approve", 400
         )
+
+    async def _approve(self, app: AppConfig, request: Mapping[str, Any]) -> dict[str, Any]:
+        """``gitopsd approve`` through the agent (the one writer): continue or roll back the
+        app's paused hooks; recorded as decided by the caller's name "via control API"."""
+        approve, by = request.get("approve", True), request.get("by") or "someone"
+        service, reason = request.get("service"), request.get("reason") or ""
+        if not isinstance(approve, bool) or not isinstance(by, str) or not isinstance(reason, str):
+            raise ControlRefused("approve: 'approve' must be a boolean, 'by' and 'reason' text")
+        if service is not None and not isinstance(service, str):
+            raise ControlRefused("approve: 'service' must be a service name")
+        try:
+            resources = await declared_resources(
+                self.config, self.sources, self.reconciler.backend.schema, app,
+                self.reconciler.render_cache,
+            )  # fmt: skip
+            records = await self.reconciler.approvals.decide(
+                app, resources, approve=approve, by=f"{by} via control API", reason=reason,
+                service=service,
+            )  # fmt: skip
+        except NothingAwaitsApproval as exc:
+            raise ControlRefused(str(exc), 409) from None
+        except GitopsdError as exc:
+            raise ControlRefused(f"approve {app.name}: {exc}", 502) from None
+        return {"app": app.name, "decisions": [r.to_json() for r in records]}
 
 
 def _fields(pending: Sequence[Any]) -> str:

@@ -43,6 +43,7 @@ import structlog
 from gitopsd.backends.base import ApplyResult, Backend, RolloutProgress, RolloutStatus
 from gitopsd.config import AppConfig, Config
 from gitopsd.engine.announce import commit_link, events_from_outcome
+from gitopsd.engine.approvals import Approvals
 from gitopsd.engine.journal import AppJournal, Listener, RunJournal
 from gitopsd.engine.outcome import Outcome, Stage
 from gitopsd.engine.passtrace import PassTrace
@@ -60,6 +61,7 @@ from gitopsd.errors import (
 from gitopsd.events import RECONCILE_STARTED, ROLLOUT_PROGRESSED, Event, EventSink, Severity
 from gitopsd.manifests.render import RenderCache, render_app
 from gitopsd.model import Resource, Revision
+from gitopsd.plugins import ApproverEntry
 from gitopsd.state import StateDir
 from gitopsd.statestore import APPLIED, StateStore, StateStoreError, update
 from gitopsd.statestore.dirstore import DirStore
@@ -88,6 +90,7 @@ class Reconciler:
         listener: Listener | None = None,
         confirm_prune: bool = False,
         store: StateStore | None = None,
+        approvers: Sequence[ApproverEntry] = (),
     ) -> None:
         self.config = config
         self.backend = backend
@@ -114,6 +117,9 @@ class Reconciler:
         #: Apps rendered by earlier passes: one whose files, config and vars did not change
         #: is not parsed again.
         self.render_cache = RenderCache(max_entries=max(64, 2 * len(config.apps)))
+        #: Decisions on paused hooks: announced from rollout progress, approver plugins
+        #: consulted during verify (gitopsd.engine.approvals).
+        self.approvals = Approvals(config, backend, self.store, events=events, approvers=approvers)
 
     async def run(self, apps: Sequence[AppConfig], mode: Mode) -> list[Outcome]:
         """One pass over ``apps``; outcomes in the order of ``apps``."""
@@ -303,13 +309,14 @@ class Reconciler:
 
                 await slot.aclose()  # a rollout wait holds no slot
                 stage = track.enter(Stage.VERIFY)
-                rollouts = await self.backend.verify(
-                    app,
-                    changeset,
-                    applied,
-                    app.sync.timeout,
-                    on_progress=partial(self._progressed, app, revision),
-                )
+                async with self.approvals.consulting(app, resources):
+                    rollouts = await self.backend.verify(
+                        app,
+                        changeset,
+                        applied,
+                        app.sync.timeout,
+                        on_progress=partial(self._progressed, app, revision),
+                    )
                 outcome = replace(outcome, rollouts=tuple(rollouts))
                 _raise_for(rollouts)
                 return outcome
@@ -409,6 +416,10 @@ class Reconciler:
                 self.on_rollout(app.name, progress)
             except Exception:  # a listener must not raise; if one does, the pass goes on
                 log.exception("reconcile.rollout_listener_failed", app=app.name)
+        try:
+            self.approvals.observe(app, revision.commit, progress)  # approval_needed, once
+        except Exception:
+            log.exception("reconcile.approvals_failed", app=app.name)
         self._publish(
             Event(
                 ROLLOUT_PROGRESSED,
