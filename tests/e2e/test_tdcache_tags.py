@@ -114,3 +114,42 @@ def test_gitopsd_s_own_tag_writes_drop_the_cached_copy(aws: LocalAws, arn: str) 
     cached = cache.get(arn)
     assert cached is not None
     assert {"key": "team", "value": "a"} in cached["tags"]
+
+
+def test_a_new_revision_is_planned_on_one_fresh_read(aws: LocalAws, arn: str) -> None:
+    # Warm cache, then a manifest change: the family's newest revision is described once
+    # by family name; it is the revision the service runs, so that one read is both the
+    # fresh owner check and the identical-latest check (no ListTaskDefinitions).
+    cache = TaskDefinitionCache()
+    plan(aws, cache)
+    changed = plan(aws, cache, image="busybox:1.36.2")
+    assert changed.resources[0].action is Action.UPDATE
+    assert aws.calls().count("DescribeTaskDefinition") == 1
+    assert "ListTaskDefinitions" not in aws.calls()
+    # Cold cache: the same one read (the family's newest is the revision the service runs).
+    cold = TaskDefinitionCache()
+    changed = plan(aws, cold, image="busybox:1.36.2")
+    assert changed.resources[0].action is Action.UPDATE
+    assert aws.calls().count("DescribeTaskDefinition") == 1
+    assert "ListTaskDefinitions" not in aws.calls()
+    assert cold.get(arn) is not None  # cached by its ARN: the next no-op pass reads nothing
+    assert plan(aws, cold).resources[0].action is Action.NOOP
+    assert described(aws) == 0
+
+
+def test_a_newer_revision_than_the_service_s_is_read_too(aws: LocalAws, arn: str) -> None:
+    # A newer revision of the family exists (a rolled-back rollout): the service's own
+    # revision is read as well, and the newer one is reused when it is what the manifest says.
+    ecs = aws.boto3_client("ecs")
+    newer = ecs.register_task_definition(
+        family="web",
+        requiresCompatibilities=["EC2"],
+        containerDefinitions=[dict(CONTAINER, image="busybox:1.36.2")],
+        tags=[{"key": "gitopsd:app", "value": "web"}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    changed = plan(aws, TaskDefinitionCache(), image="busybox:1.36.2")
+    td = changed.resources[0]
+    assert td.action is Action.NOOP
+    assert td.details["arn"] == newer
+    assert described(aws) == 2
+    assert "ListTaskDefinitions" not in aws.calls()

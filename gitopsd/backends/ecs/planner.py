@@ -12,7 +12,11 @@ revision in place. A service's ``taskDefinition`` is compared as
 Task definitions come from the client's cache by ARN (their content never
 changes); when the one compared with differs from the manifest, a write may
 follow, so its tags (owner, retag) are read afresh before the plan is final.
-A no-op pass on a warm cache describes no task definition at all.
+A no-op pass on a warm cache describes no task definition at all. The fresh
+read is one DescribeTaskDefinition by family name: the family's newest ACTIVE
+revision is, as a rule, the one the service runs, so that one call is both the
+fresh copy and the identical-revision check (a planned change costs one read,
+not a describe plus a ListTaskDefinitions).
 
 The plan also refuses, up front, what cannot be applied: services or families
 another app owns, fields ECS cannot change in place, fields that cannot be
@@ -44,7 +48,7 @@ from gitopsd.backends.ecs.normalise import (
 from gitopsd.backends.ecs.ownership import owner_of
 from gitopsd.backends.ecs.validate import check_create_service
 from gitopsd.config import AppConfig
-from gitopsd.errors import PlanError
+from gitopsd.errors import BackendRejected, PlanError
 from gitopsd.model import (
     MISSING,
     Action,
@@ -187,9 +191,10 @@ async def _reference_task_definition(
     td: Resource,
     services: Sequence[Resource],
     live_services: dict[str, dict[str, Any]],
-) -> tuple[dict[str, Any] | None, bool, bool]:
-    """The revision to compare with, whether it is the one a service runs, and whether it
-    came from the cache (its tags may be old)."""
+) -> tuple[dict[str, Any] | None, str, bool, dict[str, Any] | None]:
+    """The revision to compare with, the ARN of the one a service runs ("" when none
+    does), whether it came from the cache (its tags may be old), and the family's newest
+    ACTIVE revision when it was described meanwhile (None: not asked, or none)."""
     for svc in services:
         live = live_services.get(svc.name)
         if (
@@ -197,13 +202,21 @@ async def _reference_task_definition(
             and live is not None
             and td_family(live.get("taskDefinition", "")) == td.name
         ):
-            found, cached = await _describe(client, str(live["taskDefinition"]))
-            return found, True, cached
+            running = str(live["taskDefinition"])
+            found = client.td_cache.get(running)
+            if found is not None:
+                return found, running, True, None
+            # Not seen yet: the family's newest revision is, as a rule, the one the service
+            # runs; described by family name, it also serves the checks of a write.
+            latest = await _latest_fresh(client, td.name)
+            if latest is not None and latest["taskDefinitionArn"] == running:
+                return latest, running, False, latest
+            return await client.task_definition(running, fresh=True), running, False, latest
     arn = await client.latest_task_definition_arn(td.name)
     if arn is None:
-        return None, False, False
+        return None, "", False, None
     found, cached = await _describe(client, arn)
-    return found, False, cached
+    return found, "", cached, None
 
 
 async def _describe(client: EcsClient, arn: str) -> tuple[dict[str, Any], bool]:
@@ -212,6 +225,16 @@ async def _describe(client: EcsClient, arn: str) -> tuple[dict[str, Any], bool]:
     if cached is not None:
         return cached, True
     return await client.task_definition(arn, fresh=True), False
+
+
+async def _latest_fresh(client: EcsClient, family: str) -> dict[str, Any] | None:
+    """The family's newest ACTIVE revision, described now with its tags (one call:
+    DescribeTaskDefinition by family name), or None when the family has no ACTIVE one."""
+    try:
+        latest = await client.task_definition(family, fresh=True)
+    except BackendRejected:  # ClientException: no ACTIVE revision (every one deregistered)
+        return None
+    return latest if latest.get("status", "ACTIVE") == "ACTIVE" else None
 
 
 def _compare_td(
@@ -232,7 +255,7 @@ async def _plan_task_definition(
     services: Sequence[Resource],
     live_services: dict[str, dict[str, Any]],
 ) -> ResourceChange:
-    reference, from_service, cached = await _reference_task_definition(
+    reference, running, cached, latest = await _reference_task_definition(
         client, td, services, live_services
     )
     if reference is None:
@@ -242,9 +265,17 @@ async def _plan_task_definition(
     arn = reference["taskDefinitionArn"]
     spec, changes = _compare_td(app, td, reference)
     if changes and cached:
-        # A write may follow, decided on the revision's tags (its owner, a retag): tags can
-        # change after a revision was cached, so they are read afresh first.
-        reference = await client.task_definition(arn, fresh=True)
+        # A write may follow, decided on the revision's tags (its owner, a retag), which can
+        # change after a revision was cached: they are read afresh first. For a revision a
+        # service runs, one call serves that and the identical-revision check below: the
+        # family's newest revision (described by family name) is the one the service runs,
+        # unless a newer one was registered since (a rollout that was rolled back).
+        if running:
+            latest = await _latest_fresh(client, td.name)
+        if latest is not None and latest["taskDefinitionArn"] == arn:
+            reference = latest
+        else:
+            reference = await client.task_definition(arn, fresh=True)
         spec, changes = _compare_td(app, td, reference)
     _check_owner(app, td.key, reference.get("tags", []), f"({td_label(arn)})")
     details: dict[str, Any] = {"spec": spec, "arn": arn, "label": td_label(arn)}
@@ -255,21 +286,19 @@ async def _plan_task_definition(
         details["retag"] = True
         details["live_tags"] = {t["key"]: t.get("value", "") for t in reference.get("tags", [])}
         return ResourceChange(td.kind, td.name, Action.UPDATE, changes, td.origin, details)
-    if from_service:
-        # The service runs an older revision; an identical newer one may exist already
+    if latest is not None and latest["taskDefinitionArn"] != arn:
+        # The service runs an older revision, and an identical newer one exists already
         # (a revision registered by an earlier sync that was rolled back, for example).
-        latest = await client.latest_task_definition(td.name)
-        if latest is not None and latest["taskDefinitionArn"] != arn:
-            latest_spec, latest_changes = _compare_td(app, td, latest)
-            if not latest_changes:
-                latest_arn = latest["taskDefinitionArn"]
-                return ResourceChange(
-                    td.kind,
-                    td.name,
-                    Action.NOOP,
-                    origin=td.origin,
-                    details={"spec": latest_spec, "arn": latest_arn, "label": td_label(latest_arn)},
-                )
+        latest_spec, latest_changes = _compare_td(app, td, latest)
+        if not latest_changes:
+            latest_arn = latest["taskDefinitionArn"]
+            return ResourceChange(
+                td.kind,
+                td.name,
+                Action.NOOP,
+                origin=td.origin,
+                details={"spec": latest_spec, "arn": latest_arn, "label": td_label(latest_arn)},
+            )
     return ResourceChange(td.kind, td.name, Action.UPDATE, changes, td.origin, details)
 
 
