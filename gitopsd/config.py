@@ -334,6 +334,110 @@ class SyncPolicy(_Strict):
         return "heal" if self.self_heal and self.drift == "warn" else self.drift
 
 
+def check_metric_queries(queries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``queries`` against botocore's GetMetricData ``MetricDataQueries`` (API case):
+    raise ``ValueError("[0].MetricStat: ...")`` naming the first bad one."""
+    import botocore.session  # only configurations with gates pay for it
+    from botocore.exceptions import ParamValidationError
+    from botocore.validate import ParamValidator
+
+    model = botocore.session.get_session().get_service_model("cloudwatch")
+    shape = model.operation_model("GetMetricData").input_shape.members["MetricDataQueries"]
+    # ``period`` stands in for a MetricStat's Period the query leaves out.
+    filled = [
+        {**q, "MetricStat": {"Period": 60, **q["MetricStat"]}}
+        if isinstance(q, dict) and isinstance(q.get("MetricStat"), dict)
+        else q
+        for q in queries
+    ]
+    report = ParamValidator().validate(filled, shape)
+    if report.has_errors():
+        raise ValueError(
+            "not a GetMetricData MetricDataQueries list (API case: Id, MetricStat, "
+            f"Expression, ReturnData...): {ParamValidationError(report=report.generate_report())}"
+            .replace("Parameter validation failed:\n", "")
+            .replace("\n", "; ")
+        )
+    for i, q in enumerate(queries):
+        if ("MetricStat" in q) == ("Expression" in q):
+            raise ValueError(f"[{i}]: give exactly one of MetricStat and Expression")
+    ids = [str(q.get("Id")) for q in queries]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"query Ids must be unique, got {ids}")
+    return queries
+
+
+class CloudWatchGateConfig(_Strict):
+    """The built-in ``cloudwatch`` gate: GetMetricData queries compared with a threshold."""
+
+    queries: Annotated[list[dict[str, Any]], Field(min_length=1)]
+    """GetMetricData ``MetricDataQueries`` in API case (``Id``, ``MetricStat``, ``Expression``,
+    ``ReturnData``...); the newest value of each series returned is compared."""
+    threshold: float
+    """The value the newest data point is compared with."""
+    comparison: Literal[
+        "GreaterThanOrEqualToThreshold",
+        "GreaterThanThreshold",
+        "LessThanThreshold",
+        "LessThanOrEqualToThreshold",
+    ]
+    """When a check fails, in CloudWatch's alarm words (``GreaterThanThreshold``: fails when
+    the value is above ``threshold``)."""
+    period: Annotated[int, Field(ge=1, le=86400)] = 60
+    """Seconds per data point, for queries that give no ``Period`` of their own."""
+    lookback: Duration = 300.0
+    """How far back each check reads (GetMetricData's StartTime is now minus this)."""
+
+    @field_validator("queries")
+    @classmethod
+    def _queries_shape(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        check_metric_queries(value)
+        if not any(q.get("ReturnData", True) for q in value):
+            raise ValueError("at least one query must return data (ReturnData)")
+        return value
+
+
+class GateConfig(_Strict):
+    """One metric gate (Flagger's analysis): a check gitopsd runs while a deployment goes on."""
+
+    name: Name
+    """Unique within the app; names the gate in progress, verdicts and traces."""
+    type: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")] = "cloudwatch"
+    """``cloudwatch`` (built in: set ``cloudwatch``), or a type a plugin provides through
+    ``gitopsd_gate`` (set ``options``)."""
+    interval: Duration = 60.0
+    """How often the check runs while the deployment goes on."""
+    failure_limit: Annotated[int, Field(ge=0, le=1000)] = 1
+    """Failed checks tolerated: the gate fails (and the deployment is rolled back) on the next
+    one (Flagger's ``threshold: N`` is ``failure_limit = N - 1``)."""
+    services: list[str] | None = None
+    """The services whose deployments the gate watches (default: every service of the app)."""
+    during: Annotated[list[Literal["progressing", "bake"]], Field(min_length=1)] = [
+        "progressing",
+        "bake",
+    ]
+    """When the gate runs: ``progressing`` (scaling up, shifting traffic, at hooks) and/or
+    ``bake`` (ECS's BAKE_TIME and the waits between linear/canary steps)."""
+    cloudwatch: CloudWatchGateConfig | None = None
+    """The queries, threshold and comparison of a ``cloudwatch`` gate."""
+    options: dict[str, Any] = {}
+    """Options of a plugin gate type, handed to the plugin as they are."""
+
+    @model_validator(mode="after")
+    def _type_matches(self) -> GateConfig:
+        if self.type == "cloudwatch" and self.cloudwatch is None:
+            raise ValueError(
+                "a cloudwatch gate needs a cloudwatch table (queries, threshold, comparison; "
+                "see docs/gates.md)"
+            )
+        if self.type != "cloudwatch" and self.cloudwatch is not None:
+            raise ValueError(
+                f"cloudwatch: only for type = \"cloudwatch\" (this gate's type is {self.type!r}; "
+                "a plugin gate takes options)"
+            )
+        return self
+
+
 #: How strictly ``policy.plaintext_secrets`` treats a secret-looking plaintext value, loosest first.
 PLAINTEXT_SECRET_MODES: tuple[str, ...] = ("allow", "warn", "refuse")
 _ROLE_ARN_PATTERN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$"
@@ -447,6 +551,9 @@ class AppConfig(_Strict):
     aws: AppAwsConfig | None = None
     """Deploy with an assumed role (another account): ``{ role_arn = "...", external_id =
     "..." }``; unset: gitopsd's own credentials."""
+    gates: list[GateConfig] = []
+    """Metric gates checked while a deployment goes on; a failing one rolls it back
+    (see docs/gates.md)."""
 
     _context: PolicyContext | None = PrivateAttr(default=None)
 
@@ -471,6 +578,15 @@ class AppConfig(_Strict):
                     f"{item!r} (overlays[{i}]) must be a path inside the repository "
                     "(relative, no '..')"
                 )
+        return value
+
+    @field_validator("gates")
+    @classmethod
+    def _gate_names_unique(cls, value: list[GateConfig]) -> list[GateConfig]:
+        names = [g.name for g in value]
+        doubles = sorted({n for n in names if names.count(n) > 1})
+        if doubles:
+            raise ValueError(f"gate names must be unique within the app: {', '.join(doubles)}")
         return value
 
 

@@ -86,6 +86,23 @@ EXAMPLES: dict[str, Any] = {
     "apps.cluster": "prod",
     "apps.region": "eu-west-1",
     "apps.interval": 60.0,
+    "apps.gates.name": "errors",
+    "apps.gates.services": ["web"],
+    "apps.gates.cloudwatch.queries": [
+        {
+            "Id": "errors",
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": "AWS/ApplicationELB",
+                    "MetricName": "HTTPCode_Target_5XX_Count",
+                    "Dimensions": [{"Name": "TargetGroup", "Value": "targetgroup/web/0123abcd"}],
+                },
+                "Stat": "Sum",
+            },
+        }
+    ],
+    "apps.gates.cloudwatch.threshold": 5.0,
+    "apps.gates.cloudwatch.comparison": "GreaterThanThreshold",
     "apps.ignore.kind": "Service",
     "apps.ignore.name": "web",
     "apps.ignore.pointers": ["/loadBalancers"],

@@ -88,6 +88,7 @@ HINTS: dict[str, str] = {
 #: call does not type-check until it is listed here; the IAM policy is derived from the
 #: calls themselves (gitopsd.iam, docs/iam.md).
 EcsOperation = Literal[
+    "ContinueServiceDeployment",
     "CreateService",
     "DeleteService",
     "DeregisterTaskDefinition",
@@ -99,6 +100,7 @@ EcsOperation = Literal[
     "ListServices",
     "ListTaskDefinitions",
     "RegisterTaskDefinition",
+    "StopServiceDeployment",
     "TagResource",
     "UntagResource",
     "UpdateService",
@@ -459,6 +461,13 @@ class EcsClient:
             for sd in out.get("serviceDeployments", []):
                 found[str(sd.get("serviceDeploymentArn", ""))] = sd
         return found
+
+    async def stop_service_deployment(self, arn: str) -> str:
+        """StopServiceDeployment(stopType=ROLLBACK): ECS rolls the deployment back."""
+        out = await self.call(
+            "StopServiceDeployment", serviceDeploymentArn=arn, stopType="ROLLBACK"
+        )
+        return str(out.get("serviceDeploymentArn", arn))
 
     async def describe_service_revisions(self, arns: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Service revisions by ARN (20 per call)."""

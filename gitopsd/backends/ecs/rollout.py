@@ -26,7 +26,22 @@ Each stage change of a watched rollout (the service deployment's ``status`` and
 ``lifecycleStage``, else the deployment's ``rolloutState``; never the task counts)
 is reported once through the ``on_progress`` callback as a
 :class:`~gitopsd.events.RolloutProgress`, for the engine's ``rollout_progressed``
-event and the agent's status.
+event and the agent's status. A blue/green, linear or canary deployment also
+reports each change of its traffic split and hook states, with the details
+:mod:`gitopsd.backends.ecs.lifecycle` reads (traffic, bake time left, a PAUSE
+hook awaiting approval), and a rollback by ECS names its cause (the triggered
+alarms, a failed hook, ECS's reason).
+
+ECS's own timers are not gitopsd's timeout: the deadline (``sync.timeout``) is
+extended by the bake times the deployment configuration asks for, and time spent
+at a PAUSE hook awaiting action does not count (ECS enforces the hook's timeout).
+
+Metric gates (:mod:`gitopsd.gates`) run on the polls while a watched service
+deployment moves forward; a gate that fails, and a native-strategy deployment
+still going at the deadline, are stopped with ``StopServiceDeployment(ROLLBACK)``
+and ECS's rollback is followed to its outcome. gitopsd's own UpdateService
+rollback stays for a ROLLING deployment that failed or timed out, and for when
+the stop is refused.
 
 All services of an app are polled together (one DescribeServices per 10
 services and one DescribeServiceDeployments per 20 per poll), and a temporary
@@ -53,9 +68,11 @@ from gitopsd.backends.base import (
     RolloutStatus,
 )
 from gitopsd.backends.ecs.client import EcsClient
+from gitopsd.backends.ecs.lifecycle import FORWARD, Lifecycle, bake_allowance, read, rollback_cause
 from gitopsd.backends.ecs.planner import primary_deployment, td_label
-from gitopsd.config import AppConfig
+from gitopsd.config import AppConfig, GateConfig
 from gitopsd.errors import BackendRejected, BackendUnavailable, GitopsdError
+from gitopsd.gates import Gate, GateContext, GateFailure, GateRunner
 from gitopsd.state import JsonRecord
 from gitopsd.telemetry import instruments as ins
 
@@ -160,6 +177,22 @@ class RolloutWatcher:
         self.ecs_rolling_back = False
         #: The rollout's span while it is watched (see :func:`watch_rollouts`).
         self.span: Span | None = None
+        #: The gates that watch this rollout (None: none).
+        self.gates: GateRunner | None = None
+        #: The service deployment last seen, read (None without the API).
+        self.lifecycle: Lifecycle | None = None
+        #: Its deployment configuration (bake times), once seen.
+        self.config: dict[str, Any] = {}
+        #: Hooks seen failing or timing out (they may be gone from the answer after it).
+        self.hook_problem = ""
+        #: Why gitopsd stopped the deployment with ROLLBACK ("" while it has not).
+        self.stopped_by = ""
+        self.clock: Callable[[], float] = time.monotonic
+        self._bake_since: float | None = None
+        self._reported: tuple[object, ...] = ()
+        self._view: tuple[
+            dict[str, Any], dict[str, Any] | None, dict[str, Any], dict[str, Any] | None
+        ] = ({}, None, {}, None)
 
     def start_span(self) -> None:
         t = self.target
@@ -263,7 +296,15 @@ class RolloutWatcher:
             self._seen_ours = True
             if ours.get("rolloutState") == "FAILED":
                 self._ours_failed = str(ours.get("rolloutStateReason", "")) or "rollout FAILED"
-        self._moved(self._stage_of(sd, primary, ours), svc, sd, primary, ours)
+        if sd is not None:
+            self.lifecycle = read(sd)
+            self.config = (
+                sd.get("deploymentConfiguration") or svc.get("deploymentConfiguration") or {}
+            )
+            if self.lifecycle.hook_problem:
+                self.hook_problem = self.lifecycle.hook_problem
+        self._view = (svc, sd, primary, ours)
+        self._moved(self._stage_of(sd, primary, ours))
         if sd is not None:
             return self._by_service_deployment(svc, sd, primary, ours)
         return self._by_deployments(svc, primary, ours)
@@ -295,38 +336,57 @@ class RolloutWatcher:
             return True
         return False
 
-    def _moved(
-        self,
-        stage: RolloutStage,
-        svc: dict[str, Any],
-        sd: dict[str, Any] | None,
-        primary: dict[str, Any],
-        ours: dict[str, Any] | None,
-    ) -> None:
-        """Report ``stage`` when it differs from the last one reported."""
-        if not stage.status or stage == self.stage:
+    def bake_remaining(self) -> float | None:
+        """Seconds of BAKE_TIME left (from when this watcher saw it start), None if not baking."""
+        life = self.lifecycle
+        if life is None or life.stage != "BAKE_TIME" or life.status not in FORWARD:
+            self._bake_since = None
+            return None
+        now = self.clock()
+        if self._bake_since is None:
+            self._bake_since = now
+        total = float(self.config.get("bakeTimeInMinutes") or 0) * 60.0
+        return max(0.0, total - (now - self._bake_since))
+
+    def _moved(self, stage: RolloutStage) -> None:
+        """Report ``stage`` when it, the traffic split, the hook or the gate states changed."""
+        if not stage.status:
             return
+        life = self.lifecycle if self._sd_seen else None
+        gates = tuple(v.split(":", 1)[0] for _, v in self.gates.details()) if self.gates else ()
+        key = (stage, life.key() if life is not None else (), gates)
+        if key == self._reported:
+            return
+        self._reported = key
         previous, self.stage = self.stage, stage
+        svc, sd, primary, ours = self._view
         t = self.target
         counts = ours if ours is not None else primary
-        details = tuple(
-            sorted(
-                (name, str(counts.get(field_, 0)))
-                for name, field_ in (
-                    ("desired", "desiredCount"),
-                    ("failed", "failedTasks"),
-                    ("pending", "pendingCount"),
-                    ("running", "runningCount"),
-                )
+        pairs = [
+            (name, str(counts.get(field_, 0)))
+            for name, field_ in (
+                ("desired", "desiredCount"),
+                ("failed", "failedTasks"),
+                ("pending", "pendingCount"),
+                ("running", "runningCount"),
             )
-        )
+        ]
         why = str((sd or {}).get("statusReason") or "")
         label = td_label(self.td_arn)
         what = f"rollback to {label}" if self.rollback else label
-        message = f"{self.key}: {what}: {previous or '(none)'} -> {stage}" + (
+        message = f"{self.key}: {what}: {previous if previous.status else '(none)'} -> {stage}" + (
             f": {why}" if why else ""
         )
-        config = svc.get("deploymentConfiguration") or {}
+        if life is not None and life.native:
+            bake = self.bake_remaining()
+            pairs += life.details(bake)
+            if life.status in FORWARD:
+                message = f"{self.key}: {what}: {life.summary(bake)}"
+        if self.gates is not None:
+            pairs += self.gates.details()
+        config = (
+            (sd or {}).get("deploymentConfiguration") or svc.get("deploymentConfiguration") or {}
+        )
         progress = RolloutProgress(
             key=self.key,
             stage=stage,
@@ -336,7 +396,7 @@ class RolloutWatcher:
             message=message,
             rollback=self.rollback,
             strategy=str(config.get("strategy") or "ROLLING"),
-            details=details,
+            details=tuple(sorted(pairs)),
         )
         if self.span is not None:
             self.span.add_event(
@@ -350,12 +410,43 @@ class RolloutWatcher:
             deployment=progress.deployment,
             stage_from=str(previous),
             stage_to=str(stage),
+            message=message,
         )
         if self.on_progress is not None:
             try:
                 self.on_progress(progress)
             except Exception:  # a listener must not raise; if one does, the watch goes on
                 log.exception("rollout.progress_listener_failed", app=self.app.name)
+
+    async def check_gates(self) -> GateFailure | None:
+        """Run the gates due while the deployment moves forward; the first failure, if any."""
+        life = self.lifecycle
+        if self.gates is None or life is None or self.stopped_by or life.status not in FORWARD:
+            return None
+        t = self.target
+        context = GateContext(
+            app=self.app.name,
+            service=self.service,
+            deployment=t.service_deployment,
+            target=self.td_arn,
+            phase="bake" if life.baking else "progressing",
+            stage=str(self.stage),
+            production_traffic=life.production,
+            started=t.since,
+            now=time.time(),
+        )
+        done = len(self.gates.checks)
+        failure = await self.gates.run(context)
+        for check in self.gates.checks[done:]:
+            if self.span is not None:
+                self.span.add_event(
+                    "gate.check", {"gitopsd.gate": check.gate, "gitopsd.gate.result": check.summary}
+                )
+            self.say(f"gate {check.gate}: {check.summary}")
+        if failure is not None and self.span is not None:
+            self.span.set_attribute("gitopsd.gate.failed", failure.gate)
+        self._moved(self.stage)  # a gate's state changed: reported with the stage
+        return failure
 
     # -- with the service deployments API ----------------------------------------------
 
@@ -380,10 +471,13 @@ class RolloutWatcher:
         if status in SD_ONGOING:
             return None
         back = td_label(str(primary.get("taskDefinition", "")))
-        why = self._ours_failed or (sd.get("rollback") or {}).get("reason") or reason
-        if status == "ROLLBACK_SUCCESSFUL":
+        why = rollback_cause(sd, self.hook_problem or self._ours_failed, self.stopped_by) or reason
+        how = "gitopsd stopped it with ROLLBACK and " if self.stopped_by else ""
+        if status == "ROLLBACK_SUCCESSFUL" or (self.stopped_by and status == "STOPPED"):
             return Verdict(
-                "ROLLED_BACK", f"{label} failed ({why}); ECS rolled back to {back}", by_ecs=True
+                "ROLLED_BACK",
+                f"{label} failed ({why}); {how}ECS rolled back to {back}",
+                by_ecs=True,
             )
         if status == "ROLLBACK_FAILED":
             return Verdict("FAILED", f"{label} failed and ECS's rollback failed too ({why})", True)
@@ -448,16 +542,61 @@ class _Run:
     deadline: float
     verdict: Verdict | None = None
     extra: list[str] = field(default_factory=list)
+    #: The deadline was extended by the deployment's bake times.
+    extended: bool = False
+    #: Since when (monotonic) the deployment waits at a PAUSE hook (None: it does not).
+    paused_at: float | None = None
+
+
+async def _stop(client: EcsClient, run: _Run, cause: str, timeout: float) -> None:
+    """StopServiceDeployment(ROLLBACK) for ``cause``; ECS's rollback gets ``timeout`` to end.
+    A refused stop is a FAILED verdict (gitopsd's UpdateService rollback then applies)."""
+    w = run.watcher
+    try:
+        with anyio.CancelScope(shield=True):  # a write is never cut off half-way
+            await client.stop_service_deployment(w.target.service_deployment)
+    except GitopsdError as exc:
+        run.verdict = Verdict("FAILED", f"{cause}; stopping the deployment failed: {exc}")
+        return
+    w.stopped_by = cause
+    w.say(f"gitopsd stopped the deployment (StopServiceDeployment ROLLBACK): {cause}")
+    run.deadline = time.monotonic() + timeout
+    run.paused_at = None
+
+
+async def _tend(client: EcsClient, run: _Run, timeout: float) -> None:
+    """After a poll: move the deadline for ECS's own timers, and run the gates."""
+    w = run.watcher
+    life = w.lifecycle
+    if life is None or run.verdict is not None:
+        return
+    now = time.monotonic()
+    if not run.extended and w.config:
+        run.deadline += bake_allowance(w.config)
+        run.extended = True
+    if life.paused:
+        if run.paused_at is not None:
+            run.deadline += now - run.paused_at
+        run.paused_at = now
+    else:
+        run.paused_at = None
+    failure = await w.check_gates()
+    if failure is not None:
+        await _stop(client, run, failure.message, timeout)
 
 
 async def _poll(
-    client: EcsClient, app: AppConfig, runs: Sequence[_Run], poll_interval: float
+    client: EcsClient,
+    app: AppConfig,
+    runs: Sequence[_Run],
+    poll_interval: float,
+    timeout: float = 0.0,
 ) -> None:
     """Poll until every run has a verdict or its deadline (monotonic) passed."""
     while True:
         now = time.monotonic()
         for r in runs:
-            if r.verdict is None and now >= r.deadline:
+            if r.verdict is None and now >= r.deadline and r.paused_at is None:
                 r.verdict = Verdict("TIMED_OUT", "no steady state in time")
         pending = [r for r in runs if r.verdict is None]
         if not pending:
@@ -471,6 +610,7 @@ async def _poll(
             for r in pending:
                 arn = r.watcher.target.service_deployment
                 r.verdict = r.watcher.observe(live.get(r.watcher.service), sds.get(arn))
+                await _tend(client, r, timeout)
         if any(r.verdict is None for r in runs):
             wake = min(r.deadline for r in runs if r.verdict is None)
             await anyio.sleep(max(0.0, min(poll_interval, wake - time.monotonic())))
@@ -521,17 +661,21 @@ async def watch_rollouts(
     progress: Progress | None = None,
     on_progress: OnProgress | None = None,
     roll_back: bool = True,
+    gates: Sequence[tuple[GateConfig, Gate]] = (),
 ) -> list[RolloutStatus]:
     """Follow every target to a verdict; roll back failed ones the app's policy lets gitopsd.
 
-    ``roll_back=False`` (``gitopsd rollback`` itself) only follows and reports.
-    ``progress`` hears every progress line (the CLI prints them); ``on_progress`` each
-    stage change, once.
+    ``roll_back=False`` (``gitopsd rollback`` itself) only follows and reports, and runs
+    no gates. ``progress`` hears every progress line (the CLI prints them); ``on_progress``
+    each stage change, once. ``gates``: the app's gates (:func:`gitopsd.gates.build_gates`).
     """
     runs = [
         _Run(RolloutWatcher(app, t, progress, on_progress), _deadline(t, timeout, poll_interval))
         for t in targets
     ]
+    for r in runs:
+        if roll_back:
+            r.watcher.gates = GateRunner.of(gates, r.watcher.service)
     for r in runs:
         r.watcher.start_span()
     try:
@@ -568,10 +712,33 @@ async def _judge(
     roll_back: bool,
 ) -> None:
     """Poll every run to a verdict, then roll back the failed ones the policy allows."""
-    await _poll(client, app, runs, poll_interval)
+    await _poll(client, app, runs, poll_interval, timeout)
     for r in runs:
         verdict = r.verdict or Verdict("TIMED_OUT", "no steady state in time")
-        if verdict.state == "TIMED_OUT":
+        life = r.watcher.lifecycle
+        if (
+            verdict.state == "TIMED_OUT"
+            and roll_back
+            and app.sync.rollback
+            and life is not None
+            and life.native
+            and life.status in FORWARD
+            and not r.watcher.stopped_by
+        ):
+            # A blue/green-family deployment still going: ECS rolls it back (traffic first).
+            r.verdict = None
+            await _stop(client, r, f"no steady state within {timeout:g}s (sync.timeout)", timeout)
+            if r.verdict is None:
+                await _poll(client, app, [r], poll_interval, timeout)
+            verdict = r.verdict or Verdict("TIMED_OUT", "no steady state in time")
+            if verdict.state == "TIMED_OUT":
+                verdict = Verdict(
+                    "TIMED_OUT",
+                    f"gitopsd stopped the deployment with ROLLBACK after {timeout:g}s "
+                    f"(sync.timeout) and ECS's rollback did not finish within {timeout:g}s",
+                    by_ecs=True,
+                )
+        if verdict.state == "TIMED_OUT" and not verdict.by_ecs:
             if r.watcher.ecs_rolling_back:
                 verdict = Verdict(
                     "TIMED_OUT",
