@@ -1,6 +1,6 @@
 """Identifiers in ECS's formats for the simulated deployments.
 
-Deployment ids (``ecs-svc/`` and 19 digits), task ids, event ids and the last
+Deployment ids (``ecs-svc/`` and 19 digits), task ids, event ids, hook ids and the last
 part of service deployment and service revision ARNs. The server draws them
 from a random generator; tests can seed it (or bring their own
 :class:`IdSource`) to make them repeatable.
@@ -36,6 +36,10 @@ class IdSource(Protocol):
         """The last part of a service revision ARN."""
         ...
 
+    def hook_id(self) -> str:
+        """The id of one lifecycle hook run (``ContinueServiceDeployment`` names it)."""
+        ...
+
 
 class RandomIds:
     """Identifiers in ECS's formats from a (seedable) random generator."""
@@ -68,3 +72,7 @@ class RandomIds:
     def revision_id(self) -> str:
         """19 digits."""
         return self._digits(19)
+
+    def hook_id(self) -> str:
+        """A UUID-shaped string."""
+        return self.event_id()

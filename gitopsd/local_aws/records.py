@@ -42,6 +42,25 @@ MONITOR_MONITORING = "MONITORING"
 MONITOR_COMPLETE = "MONITORING_COMPLETE"
 MONITOR_DISABLED = "DISABLED"
 
+# deploymentConfiguration.strategy (DeploymentStrategy).
+ROLLING = "ROLLING"
+BLUE_GREEN = "BLUE_GREEN"
+LINEAR = "LINEAR"
+CANARY = "CANARY"
+#: The strategies that walk lifecycle stages and shift traffic (the blue/green family).
+STAGED_STRATEGIES = frozenset({BLUE_GREEN, LINEAR, CANARY})
+
+# Lifecycle hook types, statuses and actions (DeploymentLifecycleHook*).
+HOOK_LAMBDA = "AWS_LAMBDA"
+HOOK_PAUSE = "PAUSE"
+HOOK_AWAITING_ACTION = "AWAITING_ACTION"
+HOOK_IN_PROGRESS = "IN_PROGRESS"
+HOOK_SUCCEEDED = "SUCCEEDED"
+HOOK_FAILED = "FAILED"
+HOOK_TIMED_OUT = "TIMED_OUT"
+ACTION_CONTINUE = "CONTINUE"
+ACTION_ROLLBACK = "ROLLBACK"
+
 
 class SimulationError(Exception):
     """A request the simulated ECS refuses; ``code`` is the ECS error name."""
@@ -59,6 +78,33 @@ class ServiceDeploymentConflict(SimulationError):
     """The service deployment cannot be stopped in its state (ECS: ConflictException)."""
 
     code = "ConflictException"
+
+
+@dataclass
+class HookRun:
+    """One run of a lifecycle hook (an entry of ``lifecycleHookDetails``); fresh id per run."""
+
+    hook_id: str
+    target_type: str
+    #: ``hookTargetArn`` (AWS_LAMBDA only; ECS leaves it unset for PAUSE).
+    target_arn: str | None
+    #: The configured stage that fired it (``PRE_PRODUCTION_TRAFFIC_SHIFT`` included).
+    stage: str
+    status: str
+    started_at: datetime
+    #: AWS_LAMBDA: when it answers; PAUSE: ``expiresAt``.
+    due_at: datetime
+    #: ``timeoutConfiguration.action`` (PAUSE only).
+    timeout_action: str | None = None
+    #: AWS_LAMBDA: whether its answer will be FAILED.
+    will_fail: bool = False
+
+    @property
+    def settled(self) -> bool:
+        """True once the hook lets the deployment go on (SUCCEEDED, or timed out to CONTINUE)."""
+        return self.status == HOOK_SUCCEEDED or (
+            self.status == HOOK_TIMED_OUT and self.timeout_action == ACTION_CONTINUE
+        )
 
 
 @dataclass(frozen=True)
@@ -146,6 +192,29 @@ class ServiceDeploymentRecord:
     rollback: RollbackInfo | None = None
     #: Counts per revision ARN, frozen when the record finished.
     final_counts: dict[str, RevisionCounts] | None = None
+    #: ``deploymentConfiguration.strategy`` when the deployment started.
+    strategy: str = ROLLING
+    #: ``lifecycleStage`` (blue/green family only).
+    lifecycle_stage: str | None = None
+    #: The hook runs of the current stage (``lifecycleHookDetails``).
+    hook_runs: list[HookRun] = field(default_factory=list)
+    #: The target revision's requested production / test traffic weight (blue/green family).
+    production_weight: float | None = None
+    test_weight: float | None = None
+    #: The blue revision (blue/green family): the source that holds the rest of the traffic.
+    blue_revision_arn: str | None = None
+    #: Deployment alarms: names watched, whether they roll back, and what they did.
+    alarm_names: tuple[str, ...] = ()
+    alarm_rollback: bool = False
+    alarm_status: str = MONITOR_DISABLED
+    #: Alarms in ALARM when the deployment started: ignored until they leave ALARM.
+    ignored_alarms: set[str] = field(default_factory=set)
+    triggered_alarms: list[str] = field(default_factory=list)
+
+    @property
+    def staged(self) -> bool:
+        """True for the blue/green family (lifecycle stages, traffic shifting)."""
+        return self.strategy in STAGED_STRATEGIES
 
     @property
     def ongoing(self) -> bool:

@@ -71,13 +71,17 @@ class Runtime:
         pace: float | None = None,
         fail_images: Iterable[str] | None = None,
         clock: str | None = None,
+        minute_seconds: float | None = None,
+        fail_hooks: Iterable[str] | None = None,
     ) -> SimSettings:
         """Change some knobs (None keeps a knob); returns the new settings."""
         with self.lock:
-            return self._apply(self.settings.updated(pace, fail_images, clock))
+            return self._apply(
+                self.settings.updated(pace, fail_images, clock, minute_seconds, fail_hooks)
+            )
 
     def configure_json(self, body: Mapping[str, Any]) -> SimSettings:
-        """Change knobs from a JSON object ``{"pace"?, "fail_images"?, "clock"?}``."""
+        """Change knobs from a JSON object (keys of ``SimSettings.to_json``)."""
         with self.lock:
             return self._apply(self.settings.updated_from_json(body))
 
@@ -95,6 +99,14 @@ class Runtime:
     def interval(self) -> timedelta:
         """Simulated time between two task starts of one deployment (``1 / pace``)."""
         return timedelta(seconds=1.0 / self.settings.pace)
+
+    def minute(self) -> timedelta:
+        """Simulated length of one configured minute (bake times, hook timeouts)."""
+        return timedelta(seconds=self.settings.minute_seconds)
+
+    def hook_fails(self, target_arn: str | None) -> bool:
+        """True when an AWS_LAMBDA hook with this target answers FAILED."""
+        return self.settings.failing_hook(target_arn) is not None
 
     def probe(self, revision: Revision) -> str | None:
         """Why a task of ``revision`` fails to start now, or None if it starts."""

@@ -14,7 +14,11 @@ from typing import Any
 
 from gitopsd.local_aws.deployments import ServiceSim
 from gitopsd.local_aws.records import (
+    HOOK_PAUSE,
+    MONITOR_DISABLED,
+    MONITOR_TRIGGERED,
     Deployment,
+    HookRun,
     Revision,
     RevisionCounts,
     ServiceDeploymentRecord,
@@ -80,8 +84,22 @@ def event_shape(event: ServiceEvent) -> dict[str, Any]:
 def revision_summary(
     sim: ServiceSim, record: ServiceDeploymentRecord, revision_arn: str
 ) -> dict[str, Any]:
-    """A ``ServiceRevisionSummary`` of one revision within a service deployment."""
-    return _revision_counts(revision_arn, sim.record_counts(record, revision_arn))
+    """A ``ServiceRevisionSummary`` of one revision within a service deployment.
+
+    Blue/green family: the target carries the requested production and test
+    traffic weights, the blue source the rest (other sources 0).
+    """
+    out = _revision_counts(revision_arn, sim.record_counts(record, revision_arn))
+    if record.production_weight is not None and record.test_weight is not None:
+        if revision_arn == record.target.arn:
+            production, test = record.production_weight, record.test_weight
+        elif revision_arn == record.blue_revision_arn:
+            production, test = 100.0 - record.production_weight, 100.0 - record.test_weight
+        else:
+            production = test = 0.0
+        out["requestedProductionTrafficWeight"] = production
+        out["requestedTestTrafficWeight"] = test
+    return out
 
 
 def current_service_revisions(sim: ServiceSim) -> list[dict[str, Any]]:
@@ -135,6 +153,10 @@ def service_deployment_shape(sim: ServiceSim, record: ServiceDeploymentRecord) -
         },
         "alarms": _alarms(record),
     }
+    if record.lifecycle_stage is not None:
+        out["lifecycleStage"] = record.lifecycle_stage
+    if record.hook_runs:
+        out["lifecycleHookDetails"] = [hook_detail(run) for run in record.hook_runs]
     if record.stopped_at is not None:
         out["stoppedAt"] = record.stopped_at
     if record.rollback is not None:
@@ -146,12 +168,30 @@ def service_deployment_shape(sim: ServiceSim, record: ServiceDeploymentRecord) -
     return out
 
 
+def hook_detail(run: HookRun) -> dict[str, Any]:
+    """A ``DeploymentLifecycleHookDetail`` (PAUSE hooks carry expiry and timeout action)."""
+    out: dict[str, Any] = {
+        "hookId": run.hook_id,
+        "targetType": run.target_type,
+        "status": run.status,
+    }
+    if run.target_arn:
+        out["targetArn"] = run.target_arn
+    if run.target_type == HOOK_PAUSE:
+        out["expiresAt"] = run.due_at
+        if run.timeout_action:
+            out["timeoutAction"] = run.timeout_action
+    return out
+
+
 def _alarms(record: ServiceDeploymentRecord) -> dict[str, Any]:
-    alarms = record.deployment_configuration.get("alarms") or {}
-    if not alarms.get("enable"):
-        return {"status": "DISABLED"}
-    status = "MONITORING" if record.ongoing else "MONITORING_COMPLETE"
-    return {"status": status, "alarmNames": list(alarms.get("alarmNames") or [])}
+    """``ServiceDeploymentAlarms``: DISABLED, MONITORING, TRIGGERED or MONITORING_COMPLETE."""
+    if record.alarm_status == MONITOR_DISABLED:
+        return {"status": MONITOR_DISABLED}
+    out: dict[str, Any] = {"status": record.alarm_status, "alarmNames": list(record.alarm_names)}
+    if record.alarm_status == MONITOR_TRIGGERED:
+        out["triggeredAlarmNames"] = list(record.triggered_alarms)
+    return out
 
 
 def service_deployment_brief(sim: ServiceSim, record: ServiceDeploymentRecord) -> dict[str, Any]:

@@ -34,15 +34,33 @@ def test_calls_are_logged_by_operation_name(
 
 
 def test_configure_validates_and_reset_restores_startup_settings(local_aws: LocalAws) -> None:
-    assert local_aws.settings() == {"pace": 1.0, "fail_images": [], "clock": "manual"}
+    assert local_aws.settings() == {
+        "pace": 1.0,
+        "fail_images": [],
+        "clock": "manual",
+        "minute_seconds": 60.0,
+        "fail_hooks": [],
+    }
     local_aws.configure(pace=4, fail_images=["*:bad"])
-    assert local_aws.settings() == {"pace": 4.0, "fail_images": ["*:bad"], "clock": "manual"}
+    assert local_aws.settings() == {
+        "pace": 4.0,
+        "fail_images": ["*:bad"],
+        "clock": "manual",
+        "minute_seconds": 60.0,
+        "fail_hooks": [],
+    }
     with pytest.raises(LocalAwsError, match=r"HTTP 400.*pace"):
         local_aws.configure(pace=0)
     with pytest.raises(LocalAwsError, match=r"HTTP 400.*regex"):
         local_aws.configure(fail_images=["re:("])
     local_aws.reset()
-    assert local_aws.settings() == {"pace": 1.0, "fail_images": [], "clock": "manual"}
+    assert local_aws.settings() == {
+        "pace": 1.0,
+        "fail_images": [],
+        "clock": "manual",
+        "minute_seconds": 60.0,
+        "fail_hooks": [],
+    }
 
 
 def test_advance_needs_the_manual_clock(local_aws: LocalAws) -> None:

@@ -59,9 +59,21 @@ def test_bad_values_are_refused() -> None:
 
 def test_json_round_trip_and_partial_update() -> None:
     settings = SimSettings.create(pace=2, fail_images=["*:bad"], clock="manual")
-    assert settings.to_json() == {"pace": 2.0, "fail_images": ["*:bad"], "clock": "manual"}
+    assert settings.to_json() == {
+        "pace": 2.0,
+        "fail_images": ["*:bad"],
+        "clock": "manual",
+        "minute_seconds": 60.0,
+        "fail_hooks": [],
+    }
     updated = settings.updated_from_json({"pace": 5})
-    assert updated.to_json() == {"pace": 5.0, "fail_images": ["*:bad"], "clock": "manual"}
+    assert updated.to_json() == {
+        "pace": 5.0,
+        "fail_images": ["*:bad"],
+        "clock": "manual",
+        "minute_seconds": 60.0,
+        "fail_hooks": [],
+    }
     assert settings.updated_from_json(updated.to_json()) == updated
 
 
@@ -99,5 +111,11 @@ def test_runtime_probe_interval_and_reset() -> None:
     assert runtime.clock.mode == runtime.settings.clock == "real"
     assert runtime.interval() == timedelta(seconds=0.5)
     runtime.reset_settings()
-    assert runtime.settings.to_json() == {"pace": 4.0, "fail_images": [], "clock": "manual"}
+    assert runtime.settings.to_json() == {
+        "pace": 4.0,
+        "fail_images": [],
+        "clock": "manual",
+        "minute_seconds": 60.0,
+        "fail_hooks": [],
+    }
     assert runtime.clock.mode == runtime.settings.clock
