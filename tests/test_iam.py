@@ -302,6 +302,8 @@ def test_pass_role_and_deletes_are_scoped() -> None:
                 "ecs:DescribeTaskDefinition",
                 "ecs:ListTaskDefinitions",
                 "ecs:DeregisterTaskDefinition",
+                "cloudwatch:GetMetricData",  # gates: no resource-level permissions
+                "cloudwatch:DescribeAlarms",  # composite alarms need "*"
             }
     delete = next(s for s in statements.values() if "ecs:DeleteService" in s["Action"])
     assert delete["Condition"] == {"Null": {"aws:ResourceTag/gitopsd:app": "false"}}

@@ -72,6 +72,11 @@ class Scope(Enum):
     SECRET_PARAMETERS = "DescribeSecretParameters"
     #: The Secrets Manager secrets task definitions reference (metadata only, never values).
     SECRETS = "DescribeReferencedSecrets"
+    #: Resource ``*``: the CloudWatch alarms services name for their deployments (composite
+    #: alarms are described only with DescribeAlarms scoped to ``*``).
+    DEPLOYMENT_ALARMS = "DescribeDeploymentAlarms"
+    #: Resource ``*``: cloudwatch:GetMetricData has no resource-level permissions (gates).
+    METRICS = "ReadGateMetrics"
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,13 @@ ACTIONS: dict[Operation, tuple[Action, ...]] = {
         _TAG,  # the request carries gitopsd's tags (tag on create)
     ),
     Operation("ecs", "UpdateService"): (_a("ecs:UpdateService", Access.WRITE, Scope.SERVICES),),
+    Operation("ecs", "ContinueServiceDeployment"): (
+        _a("ecs:ContinueServiceDeployment", Access.WRITE, Scope.SERVICE_DEPLOYMENTS),
+    ),
+    # metric gates: a failing gate (or the deadline) rolls a deployment back
+    Operation("ecs", "StopServiceDeployment"): (
+        _a("ecs:StopServiceDeployment", Access.WRITE, Scope.SERVICE_DEPLOYMENTS),
+    ),
     Operation("ecs", "DeleteService"): (_a("ecs:DeleteService", Access.WRITE, Scope.DELETE_OWNED),),
     Operation("ecs", "TagResource"): (_TAG,),
     Operation("ecs", "UntagResource"): (_a("ecs:UntagResource", Access.TAGGING, Scope.TAGGING),),
@@ -137,6 +149,10 @@ ACTIONS: dict[Operation, tuple[Action, ...]] = {
     Operation("dynamodb", "PutItem"): (_a("dynamodb:PutItem", Access.WRITE, Scope.STATE_TABLE),),
     Operation("dynamodb", "DeleteItem"): (
         _a("dynamodb:DeleteItem", Access.WRITE, Scope.STATE_TABLE),
+    ),
+    # metric gates of type "cloudwatch" (apps[].gates)
+    Operation("cloudwatch", "GetMetricData"): (
+        _a("cloudwatch:GetMetricData", Access.READ, Scope.METRICS),
     ),
     # who gitopsd deploys as: the account checked against [policy].accounts, assumed roles
     Operation("sts", "GetCallerIdentity"): (
@@ -151,6 +167,10 @@ ACTIONS: dict[Operation, tuple[Action, ...]] = {
     ),
     Operation("secretsmanager", "DescribeSecret"): (
         _a("secretsmanager:DescribeSecret", Access.READ, Scope.SECRETS),
+    ),
+    # deploymentConfiguration.alarms checked to exist (and not already in ALARM) before a write
+    Operation("cloudwatch", "DescribeAlarms"): (
+        _a("cloudwatch:DescribeAlarms", Access.LIST, Scope.DEPLOYMENT_ALARMS),
     ),
     # the configuration from SSM ($GITOPSD_CONFIG_SSM)
     Operation("ssm", "GetParameter"): (

@@ -36,7 +36,7 @@ import botocore.session
 from botocore import xform_name
 
 #: The services whose method names are recognised (``create_client`` of another is an error).
-SERVICES: tuple[str, ...] = ("ecs", "dynamodb", "ssm", "sts", "secretsmanager")
+SERVICES: tuple[str, ...] = ("ecs", "dynamodb", "ssm", "sts", "secretsmanager", "cloudwatch")
 
 #: Paths (relative to the package's parent) that are developer tooling, not the agent.
 EXCLUDED: tuple[str, ...] = ("gitopsd/local_aws", "gitopsd/demo.py", "gitopsd/iam")

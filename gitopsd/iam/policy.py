@@ -117,7 +117,12 @@ def _resources(target: Target, scope: Scope) -> str | list[str]:
         return target.arn("dynamodb", target.table_region, f"table/{target.table}")
     if scope is Scope.CONFIG_PARAMETER:
         return target.parameter_arn()
-    if scope in (Scope.CALLER_IDENTITY, Scope.SECRET_PARAMETERS):
+    if scope in (
+        Scope.CALLER_IDENTITY,
+        Scope.SECRET_PARAMETERS,
+        Scope.DEPLOYMENT_ALARMS,
+        Scope.METRICS,
+    ):
         return "*"
     if scope is Scope.ASSUME_ROLE:
         return list(target.assume_roles)

@@ -44,6 +44,7 @@ from gitopsd.backends.ecs.normalise import normalise_task_definition, service_re
 from gitopsd.backends.ecs.ownership import REVISION_TAG, is_reserved_tag, managed_tags
 from gitopsd.backends.ecs.planner import blocking, primary_deployment, td_label
 from gitopsd.backends.ecs.service_model import input_shape
+from gitopsd.backends.ecs.strategy_rules import check_changeset as check_strategies
 from gitopsd.config import AppConfig
 from gitopsd.errors import ApplyError, BackendUnavailable, PlanError
 from gitopsd.model import MISSING, Action, ChangeSet, Origin, ResourceChange
@@ -253,6 +254,7 @@ async def apply_changeset(
     requests = build_requests(app, changeset)
     validate_requests(requests)
     check_guardrails(app, requests)
+    check_strategies(changeset)
     td_arns = {
         r.name: str(r.details["arn"])
         for r in changeset.resources

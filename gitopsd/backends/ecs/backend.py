@@ -17,9 +17,18 @@ import anyio
 import anyio.to_thread
 import structlog
 
-from gitopsd.backends.base import ApplyResult, Journal, OnProgress, PrunePlan, RolloutStatus
+from gitopsd.backends.base import (
+    ApplyResult,
+    Journal,
+    OnProgress,
+    PausedHook,
+    PrunePlan,
+    RolloutStatus,
+)
 from gitopsd.backends.ecs import history as ecs_history
+from gitopsd.backends.ecs import pause as ecs_pause
 from gitopsd.backends.ecs.accounts import Accounts, Identity, identity_of
+from gitopsd.backends.ecs.alarm_checks import check_alarms
 from gitopsd.backends.ecs.applier import apply_changeset
 from gitopsd.backends.ecs.client import EcsClient, retry_budget
 from gitopsd.backends.ecs.guardrails import (
@@ -34,8 +43,10 @@ from gitopsd.backends.ecs.rollout import Progress, Target, watch_rollouts
 from gitopsd.backends.ecs.schema import ecs_schema
 from gitopsd.backends.ecs.secret_refs import check_references
 from gitopsd.backends.ecs.tdcache import cache_file, namespace_of, shared_cache
-from gitopsd.config import AppConfig, AwsConfig
+from gitopsd.config import AppConfig, AwsConfig, GateConfig
 from gitopsd.errors import PlanError
+from gitopsd.gates import Gate, GatePlugins, build_gates
+from gitopsd.gates.cloudwatch import CloudWatchGate
 from gitopsd.manifests.schema import Schema
 from gitopsd.model import Action, ChangeSet, Resource, Revision
 from gitopsd.state import StateDir
@@ -53,8 +64,12 @@ class EcsBackend:
         *,
         poll_interval: float = 5.0,
         progress: Progress | None = None,
+        gate_plugins: GatePlugins | None = None,
     ) -> None:
         self.aws = aws
+        #: Resolves gate types other than ``cloudwatch`` (the plugins' ``gitopsd_gate``).
+        self.gate_plugins = gate_plugins
+        self._gates: dict[str, list[tuple[GateConfig, Gate]]] = {}
         self.state = state
         self.poll_interval = poll_interval
         self.progress = progress
@@ -105,6 +120,17 @@ class EcsBackend:
             raise PlanError(problem)
         return account
 
+    def gates(self, app: AppConfig) -> list[tuple[GateConfig, Gate]]:
+        """The app's metric gates, built once (``PermanentError`` for an unknown type)."""
+        if app.name not in self._gates:
+            session = self.accounts.session(app)
+            self._gates[app.name] = build_gates(
+                app,
+                cloudwatch=lambda c: CloudWatchGate(c, session, self.aws, app_region(app)),
+                plugins=self.gate_plugins,
+            )
+        return self._gates[app.name]
+
     @property
     def schema(self) -> Schema:
         return ecs_schema()
@@ -113,8 +139,12 @@ class EcsBackend:
         self, app: AppConfig, resources: Sequence[Resource], revision: Revision | None
     ) -> ChangeSet:
         account = await self.preflight(app)
+        self.gates(app)  # a gate type no plugin provides stops the pass before any write
         client = await self.client(app)
         changeset = await plan_app(client, app, resources, revision)
+        if changeset.pending:  # deployment alarms named by services about to be written
+            region = app_region(app) or self.accounts.session(app).get_config_variable("region")
+            await check_alarms(self.accounts.session(app), self.aws, changeset, region=region)
         if guardrails(app).check_secret_refs and changeset.pending:
             region = app_region(app) or self.accounts.session(app).get_config_variable("region")
             account = account or await self.accounts.account(app, region)
@@ -151,6 +181,7 @@ class EcsBackend:
             last_good=record,
             progress=self.progress,
             on_progress=on_progress,
+            gates=self.gates(app),
         )
         watched = {t.service for t in targets}
         steady = {
@@ -200,6 +231,22 @@ class EcsBackend:
         """The app's deployments as ECS keeps them, newest first (up to ``limit`` per service)."""
         client = await self.client(app)
         return await ecs_history.app_history(client, app, services, limit=limit)
+
+    async def paused_hooks(
+        self, app: AppConfig, resources: Sequence[Resource]
+    ) -> list[PausedHook]:
+        """The PAUSE hooks awaiting action in the app's services (:mod:`.pause`)."""
+        client = await self.client(app)
+        services = [r.name for r in resources if r.kind == "Service"]
+        return await ecs_pause.paused_hooks(client, app, services)
+
+    async def continue_deployment(
+        self, app: AppConfig, deployment: str, hook_id: str, action: str
+    ) -> None:
+        """ContinueServiceDeployment (CONTINUE or ROLLBACK) on a paused hook."""
+        await self.preflight(app)
+        client = await self.client(app)
+        await ecs_pause.continue_service_deployment(client, deployment, hook_id, action)
 
     async def rollback_targets(
         self, app: AppConfig, services: Sequence[str], commit: str | None
