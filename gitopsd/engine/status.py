@@ -52,6 +52,8 @@ class AppStatus:
     rollouts: dict[str, str] = field(default_factory=dict)
     next_at: float = 0.0  # wall clock of the next pass, 0 when only Git can wake it
     passes: int = 0
+    #: The message of each watched blue/green-family rollout's last step (for ``progress``).
+    _said: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         for kind in ("Ready", "Reconciling", "Stalled"):
@@ -63,6 +65,7 @@ class AppStatus:
         changed = current.status != status
         if kind == "Reconciling" and status != TRUE:
             self.rollouts.clear()  # the pass ended: no rollout is watched any more
+            self._said.clear()
             self.progress = ""
         self.conditions[kind] = Condition(
             kind, status, reason, message, time.time() if changed else current.since
@@ -72,7 +75,15 @@ class AppStatus:
     def rollout(self, progress: RolloutProgress) -> None:
         """A watched rollout reached another stage (shown until the pass ends)."""
         self.rollouts[progress.key] = str(progress.stage)
-        self.progress = "; ".join(f"{k}: {v}" for k, v in sorted(self.rollouts.items()))
+        details = dict(progress.details)
+        if "production_traffic" in details or "approval" in details:
+            # A blue/green-family step: its message says more (traffic, bake left, approval).
+            self._said[progress.key] = progress.message.removeprefix(f"{progress.key}: ")
+        else:
+            self._said.pop(progress.key, None)
+        self.progress = "; ".join(
+            f"{k}: {self._said.get(k, v)}" for k, v in sorted(self.rollouts.items())
+        )
         reconciling = self.conditions["Reconciling"]
         if reconciling.status == TRUE:
             self.conditions["Reconciling"] = Condition(
@@ -86,5 +97,6 @@ class AppStatus:
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
+        doc.pop("_said", None)
         doc["conditions"] = [asdict(c) for c in self.conditions.values()]
         return doc
