@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from gitopsd.engine.journal import RunJournal
     from gitopsd.engine.outcome import Outcome
     from gitopsd.engine.reconcile import Mode
+    from gitopsd.gates import GatePlugins
     from gitopsd.manifests.schema import Schema
     from gitopsd.output import Painter
 
@@ -121,7 +122,9 @@ async def _run_pass(
         async with (
             bus.running() if bus is not None else contextlib.nullcontext(),
             open_store(cfg) as store,
-            _backend(cfg, mode, progress if text else None) as backend,
+            _backend(
+                cfg, mode, progress if text else None, bus.registry.gate if bus else None
+            ) as backend,
         ):
             reconciler = Reconciler(
                 cfg,
@@ -358,13 +361,92 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _control(args, {"action": "resume", "app": args.app})
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    """Continue (or, with ``--reject``, roll back) the app's deployments paused at PAUSE
+    hooks: through the running agent when there is one, else directly."""
+    import anyio
+
+    from gitopsd.control import AgentUnreachable, send_control
+    from gitopsd.engine.approvals import DecisionRecord, default_who
+
+    cfg = _load(args)
+    app = cfg.app(args.app)
+    by = args.by or default_who()
+    request = {
+        "action": "approve",
+        "app": app.name,
+        "approve": not args.reject,
+        "service": args.service,
+        "by": by,
+        "reason": args.reason or "",
+    }
+    agent = _socket(args)
+    try:
+        answer = anyio.run(send_control, agent, request)
+        decisions = [DecisionRecord.from_json(d) for d in answer.get("decisions", [])]
+        via = "the agent acted"
+    except AgentUnreachable as exc:
+        if isinstance(agent, str) or not exc.absent:
+            raise  # a remote agent, or one that may have acted: never act a second time
+        decisions = anyio.run(_approve, cfg, app, args, by)
+        via = "no agent running: acted directly"
+    for d in decisions:
+        print(
+            f"app {app.name}: Service/{d.service}: {d.outcome} ({d.action}) by {d.by}; "
+            f"hook {d.hook_id} at {d.stage or '-'} of {d.deployment.rsplit('/', 1)[-1]} "
+            f"({via})" + (f": {d.reason}" if d.reason else "")
+        )
+    return EXIT_OK
+
+
+async def _approve(cfg: Config, app: AppConfig, args: argparse.Namespace, by: str) -> list[Any]:
+    from gitopsd.backends.ecs.backend import EcsBackend
+    from gitopsd.engine.approvals import Approvals
+    from gitopsd.engine.reconcile import Mode, Reconciler
+    from gitopsd.engine.sources import SourceSet
+    from gitopsd.errors import PermanentError, leaf_error
+    from gitopsd.plugins import event_bus
+    from gitopsd.state import StateDir
+    from gitopsd.statestore.factory import open_store
+
+    sources = SourceSet(cfg, offline=args.offline)
+    try:
+        rendered = await Reconciler(cfg, _schema_only(), sources).reconcile(app, Mode.RENDER)
+    finally:
+        sources.close()
+    if not rendered.ok:
+        raise PermanentError(f"app {app.name} ({rendered.reason}): {rendered.message}")
+    bus = event_bus(cfg.plugins)  # approval_decided goes to the notifiers
+    try:
+        async with (
+            bus.running(),
+            open_store(cfg) as store,
+            EcsBackend(cfg.aws, StateDir(cfg.daemon.state_dir)) as backend,
+        ):
+            approvals = Approvals(cfg, backend, store, events=bus)
+            return list(
+                await approvals.decide(
+                    app,
+                    rendered.resources,
+                    approve=not args.reject,
+                    by=by,
+                    reason=args.reason or "",
+                    service=args.service,
+                )
+            )
+    except BaseExceptionGroup as group:  # the event bus's task group wraps what decide raised
+        raise leaf_error(group) from None
+
+
 async def _history(
     cfg: Config, app: AppConfig, args: argparse.Namespace
 ) -> list[dict[str, object]]:
     from gitopsd.backends.ecs.backend import EcsBackend as Backend
+    from gitopsd.engine.approvals import DecisionRecord, read_decisions
     from gitopsd.engine.reconcile import Mode, Reconciler
     from gitopsd.engine.sources import SourceSet
     from gitopsd.state import StateDir
+    from gitopsd.statestore.factory import open_store
 
     sources = SourceSet(cfg, offline=args.offline)
     try:
@@ -373,6 +455,10 @@ async def _history(
         services = [r.name for r in rendered.resources if r.kind == "Service"]
         async with Backend(cfg.aws, StateDir(cfg.daemon.state_dir)) as backend:
             entries = await backend.history(app, services, limit=args.limit)
+        async with open_store(cfg) as store:  # decisions on paused hooks, by deployment
+            decided: dict[str, list[DecisionRecord]] = {}
+            for d in await read_decisions(store, app.name):
+                decided.setdefault(d.deployment, []).append(d)
         rows: list[dict[str, object]] = []
         for e in entries:
             rows.append(
@@ -385,6 +471,10 @@ async def _history(
                     "started_at": e.started_at,
                     "duration": e.duration,
                     "reason": e.reason,
+                    "service_deployment": e.service_deployment_arn,
+                    "approvals": [
+                        d.to_json() for d in decided.get(e.service_deployment_arn or "-", [])
+                    ],
                 }
             )
         return rows
@@ -409,7 +499,10 @@ def _schema_only() -> Backend:
 
 
 def _backend(
-    cfg: Config, mode: Mode, progress: Callable[[str, str], None] | None
+    cfg: Config,
+    mode: Mode,
+    progress: Callable[[str, str], None] | None,
+    gate_plugins: GatePlugins | None = None,
 ) -> contextlib.AbstractAsyncContextManager[Backend]:
     """The ECS backend a pass of ``mode`` needs: a render needs only the schema."""
     import contextlib
@@ -426,6 +519,7 @@ def _backend(
         StateDir(cfg.daemon.state_dir),
         poll_interval=cfg.daemon.rollout_poll_interval,
         progress=progress,
+        gate_plugins=gate_plugins,
     )
 
 
@@ -631,6 +725,21 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=text)
         p.add_argument("app", metavar="APP")
         p.set_defaults(func=func)
+
+    p = sub.add_parser(
+        "approve",
+        parents=[common],
+        help="continue (or --reject: roll back) an app's deployments paused at PAUSE hooks",
+    )
+    p.add_argument("app", metavar="APP")
+    p.add_argument("--reject", action="store_true", help="roll the paused deployments back instead")
+    p.add_argument("--service", metavar="NAME", help="only this service's paused deployment")
+    p.add_argument(
+        "--by", metavar="WHO", help="who decides, kept in the history (default: user@host)"
+    )
+    p.add_argument("--reason", metavar="TEXT", help="why, kept in the history")
+    p.add_argument("--offline", action="store_true", help="do not fetch Git")
+    p.set_defaults(func=cmd_approve, dir=None)
 
     p = sub.add_parser(
         "history",

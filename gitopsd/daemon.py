@@ -112,11 +112,15 @@ async def _serve(
                 config.aws,
                 StateDir(config.daemon.state_dir),
                 poll_interval=config.daemon.rollout_poll_interval,
+                gate_plugins=bus.registry.gate,
             ) as backend,
         ):
             for channel in bus.channels:
                 channel.remember_in(store)
-            agent = Agent(config, backend, sources, events=bus, store=store)
+            agent = Agent(
+                config, backend, sources, events=bus, store=store,
+                approvers=bus.registry.approvers,
+            )  # fmt: skip
             await agent.load_records()  # an unreadable store stops the start, plainly
             async with anyio.create_task_group() as tg:
                 tg.start_soon(systemd.follow, agent)  # READY=1 after the first pass

@@ -28,7 +28,6 @@ import math
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -53,8 +52,6 @@ from gitopsd.events import (
     RECOVERED,
     Event,
     EventSink,
-    RolloutProgress,
-    RolloutStage,
     Severity,
 )
 from gitopsd.model import Resource, Revision
@@ -113,7 +110,7 @@ class Agent:
         self.state = StateDir(config.daemon.state_dir)
         self.limiter = anyio.CapacityLimiter(config.daemon.max_parallel_apps)
         self.app_status = {a.name: AppStatus(a.name) for a in config.apps}
-        self.reconciler.on_rollout = self._rollout
+        self.reconciler.on_rollout = lambda app, p: self.app_status[app].rollout(p)
         self._apps = {a.name: a for a in config.apps}
         self._wake = {a.name: anyio.Event() for a in config.apps}
         self._due: dict[str, float | None] = {a.name: 0.0 for a in config.apps}
@@ -141,19 +138,6 @@ class Agent:
         #: Each app's record as last read from or written to the store.
         self._saved: dict[str, dict[str, Any]] = {}
         self._loaded = False
-
-    def _rollout(self, app: str, progress: RolloutProgress) -> None:
-        """A watched rollout's stage in the app's status; a hook awaiting action says so."""
-        if dict(progress.details).get("approval") == "needed":
-            stage = progress.stage
-            lifecycle = f"{stage.lifecycle}: " if stage.lifecycle else ""
-            progress = replace(
-                progress,
-                stage=RolloutStage(
-                    stage.status, f"{lifecycle}approval needed (`gitopsd approve {app}`)"
-                ),
-            )
-        self.app_status[app].rollout(progress)
 
     def _source_names(self) -> list[str]:
         return sorted({a.source for a in self.config.apps})
