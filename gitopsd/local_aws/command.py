@@ -26,7 +26,11 @@ DESCRIPTION = """\
 Serve a local AWS endpoint (moto) whose ECS deploys services the way ECS does:
 new PRIMARY deployments that start tasks at --pace and reach COMPLETED, images
 matching --fail-image that never start, the deployment circuit breaker with
-rollback, service events and the service deployment APIs. Point any AWS client
+rollback, service events and the service deployment APIs; the BLUE_GREEN,
+LINEAR and CANARY strategies (lifecycle stages, traffic weights, bake times in
+--minute-seconds "minutes", AWS_LAMBDA hooks failing per --fail-hook, PAUSE
+hooks answered with ContinueServiceDeployment); deployment alarms read from the
+same endpoint's CloudWatch (set-alarm-state drives them). Point any AWS client
 at it with --endpoint-url http://HOST:PORT and dummy credentials.
 
 --fail-image patterns are shell globs matched against the whole image string
@@ -59,6 +63,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="PATTERN",
         help="container image that never starts: glob, or 're:REGEX' (repeatable)",
+    )
+    parser.add_argument(
+        "--minute-seconds",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="simulated seconds in one configured minute: bake times, hook timeouts "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--fail-hook",
+        action="append",
+        default=[],
+        metavar="SUBSTRING",
+        help="AWS_LAMBDA lifecycle hooks whose hookTargetArn contains it answer FAILED "
+        "(repeatable)",
     )
     parser.add_argument(
         "--clock",
@@ -96,7 +116,11 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         settings = SimSettings.create(
-            pace=args.pace, fail_images=args.fail_image or [], clock=args.clock
+            pace=args.pace,
+            fail_images=args.fail_image or [],
+            clock=args.clock,
+            minute_seconds=args.minute_seconds,
+            fail_hooks=args.fail_hook or [],
         )
     except SettingsError as exc:
         print(f"local-aws: {exc}", file=sys.stderr)

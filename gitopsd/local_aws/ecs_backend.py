@@ -15,8 +15,14 @@ ECS service to a :class:`~gitopsd.local_aws.deployments.ServiceSim`:
   definition (a rollback moves it back) and the current service deployment
   and revisions onto moto's ``Service`` object, which moto serializes.
 - ListServiceDeployments, DescribeServiceDeployments, StopServiceDeployment
-  (stopType ROLLBACK) and DescribeServiceRevisions are answered from the
-  simulation.
+  (stopType ROLLBACK), ContinueServiceDeployment and DescribeServiceRevisions
+  are answered from the simulation.
+- ``deploymentConfiguration.strategy`` BLUE_GREEN, LINEAR and CANARY walk
+  lifecycle stages (:mod:`gitopsd.local_aws.staged`); CreateService and
+  UpdateService refuse what ECS refuses for them (load balancers without
+  ``advancedConfiguration``, hooks on stages they may not use). Deployment
+  alarms are read from moto's CloudWatch of the same account and region
+  (:mod:`gitopsd.local_aws.alarms`) each time a service is brought up to date.
 - Quirks fixed to behave as AWS: CreateService keeps deploymentConfiguration
   (defaults filled in), enableExecuteCommand, healthCheckGracePeriodSeconds,
   capacityProviderStrategy, placement constraints/strategy; creating an ACTIVE
@@ -46,10 +52,11 @@ from typing import Any, ClassVar
 from moto.ecs.exceptions import ECSException, InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend, ecs_backends
 
+from gitopsd.local_aws.alarms import alarms_in_alarm
 from gitopsd.local_aws.deployments import ServiceSim
 from gitopsd.local_aws.paging import PagingError, page
 from gitopsd.local_aws.policy import normalize_deployment_configuration
-from gitopsd.local_aws.records import ServiceIdentity, SimulationError
+from gitopsd.local_aws.records import ACTION_CONTINUE, ServiceIdentity, SimulationError
 from gitopsd.local_aws.runtime import Runtime
 from gitopsd.local_aws.shapes import (
     current_service_revisions,
@@ -59,6 +66,7 @@ from gitopsd.local_aws.shapes import (
     service_deployment_shape,
     service_revision_shape,
 )
+from gitopsd.local_aws.strategies import validate_deployment
 
 #: CreateService parameters moto's own handler drops; kept on the service.
 CREATE_EXTRAS = (
@@ -159,16 +167,32 @@ class SimulatedEcsBackend(EC2ContainerServiceBackend):
     # ------------------------------------------------------------ simulation
 
     def settle(self) -> None:
-        """Replay every simulation step due up to now and refresh changed services."""
+        """Look at deployment alarms, replay every step due up to now, refresh changed services."""
         rt = self.runtime
         now = rt.clock.now()
         interval = rt.interval()
         for key, sim in list(self.sims.items()):
+            self._tune(sim)
+            changed = False
+            names = sim.alarm_names()
+            if names:
+                changed = sim.observe_alarms(self._in_alarm(names), interval)
             if sim.next_step_at is not None and sim.next_step_at <= now:
                 sim.advance_to(now, interval, rt.probe)
+                changed = True
+            if changed:
                 service = self.services.get(key)
                 if service is not None and service.status == "ACTIVE":
                     self._sync(service, sim)
+
+    def _tune(self, sim: ServiceSim) -> None:
+        """Hand the current knobs to a simulation (they may change while the server runs)."""
+        sim.minute = self.runtime.minute()
+        sim.hook_fails = self.runtime.hook_fails
+
+    def _in_alarm(self, names: tuple[str, ...]) -> set[str]:
+        """Which of these CloudWatch alarms (this account and region) are in ALARM."""
+        return alarms_in_alarm(self.account_id, self.region_name, names)
 
     def _identity(self, cluster: Any, service_name: str, service_arn: str) -> ServiceIdentity:
         prefix = cluster.arn.split(":cluster/")[0]
@@ -218,7 +242,10 @@ class SimulatedEcsBackend(EC2ContainerServiceBackend):
         revision = sim.new_revision(
             task_definition.arn, images, now, self._revision_config(service)
         )
-        sim.start_deployment(revision, now, rt.interval())
+        alarms = sim.deployment_configuration.get("alarms") or {}
+        names = tuple(alarms.get("alarmNames") or ()) if alarms.get("enable") else ()
+        self._tune(sim)
+        sim.start_deployment(revision, now, rt.interval(), in_alarm=self._in_alarm(names))
 
     def _key(self, cluster_str: str, service_str: str) -> tuple[Any, str]:
         cluster = self._get_cluster(cluster_str)
@@ -272,6 +299,7 @@ class SimulatedEcsBackend(EC2ContainerServiceBackend):
             raise InvalidParameterException(
                 "Network Configuration must be provided when networkMode 'awsvpc' is specified."
             )
+        _validate(extra.get("deploymentConfiguration"), load_balancers)
         if launch_type == "FARGATE" and platform_version is None:
             platform_version = "LATEST"
         service: Any = super().create_service(
@@ -345,6 +373,10 @@ class SimulatedEcsBackend(EC2ContainerServiceBackend):
         desired = props.pop("desired_count", None)
         configuration = props.pop("deployment_configuration", None)
         new_td = self.describe_task_definition(task_definition_str) if task_definition_str else None
+        _validate(
+            configuration if configuration is not None else service.deployment_configuration,
+            props.get("load_balancers") or service.load_balancers,
+        )
         if props.get("network_configuration"):
             service._validate_network(_for_moto_validation(props["network_configuration"]))
         redeploy = force or (new_td is not None and new_td.arn != service.task_definition)
@@ -496,6 +528,29 @@ class SimulatedEcsBackend(EC2ContainerServiceBackend):
             self._sync(service, sim)
         return arn
 
+    def continue_service_deployment(self, arn: str, hook_id: str, action: str | None) -> str:
+        """ContinueServiceDeployment: CONTINUE or ROLLBACK at a PAUSE hook awaiting action."""
+        chosen = action or ACTION_CONTINUE
+        if chosen not in ("CONTINUE", "ROLLBACK"):
+            raise InvalidParameterException(
+                f"action '{chosen}' is invalid. Valid values are CONTINUE and ROLLBACK."
+            )
+        sim = self._sim_for_arn(arn, "service-deployment")
+        if sim is None or sim.find_record(arn) is None:
+            raise EcsError(
+                "ServiceDeploymentNotFoundException", f"Service deployment {arn} was not found."
+            )
+        rt = self.runtime
+        self._tune(sim)
+        try:
+            sim.continue_deployment(arn, hook_id, chosen, rt.clock.now(), rt.interval(), rt.probe)
+        except SimulationError as exc:
+            raise EcsError(exc.code, str(exc)) from exc
+        service = self.services.get(f"{sim.identity.cluster_name}:{sim.name}")
+        if service is not None:
+            self._sync(service, sim)
+        return arn
+
     def describe_service_revisions(
         self, arns: list[str]
     ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
@@ -513,6 +568,14 @@ class SimulatedEcsBackend(EC2ContainerServiceBackend):
             else:
                 found.append(service_revision_shape(sim, revision))
         return found, failures
+
+
+def _validate(configuration: Any, load_balancers: Any) -> None:
+    """CreateService/UpdateService checks of strategy, hooks and load balancers."""
+    try:
+        validate_deployment(configuration, load_balancers)
+    except SimulationError as exc:
+        raise InvalidParameterException(str(exc)) from exc
 
 
 def install(runtime: Runtime) -> None:

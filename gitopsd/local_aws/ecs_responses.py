@@ -6,8 +6,9 @@ runtime lock and replays the simulation up to now before moto handles it.
 CreateService and UpdateService hand every parameter to
 :class:`~gitopsd.local_aws.ecs_backend.SimulatedEcsBackend`; ListServices
 paginates; DescribeServices takes at most 10 names; ListServiceDeployments,
-DescribeServiceDeployments, StopServiceDeployment and DescribeServiceRevisions
-(HTTP 500 in moto) are answered from the simulation.
+DescribeServiceDeployments, StopServiceDeployment, ContinueServiceDeployment and
+DescribeServiceRevisions (HTTP 500 or missing in moto) are answered from the
+simulation.
 """
 
 from __future__ import annotations
@@ -135,6 +136,15 @@ class SimulatedEcsResponse(EC2ContainerServiceResponse):
         """StopServiceDeployment (moto: HTTP 500)."""
         arn = self._sim_backend().stop_service_deployment(
             self._get_param("serviceDeploymentArn"), self._get_param("stopType")
+        )
+        return ActionResult({"serviceDeploymentArn": arn})
+
+    def continue_service_deployment(self) -> Any:
+        """ContinueServiceDeployment (not in moto)."""
+        arn = self._sim_backend().continue_service_deployment(
+            self._get_param("serviceDeploymentArn"),
+            self._get_param("hookId"),
+            self._get_param("action"),
         )
         return ActionResult({"serviceDeploymentArn": arn})
 

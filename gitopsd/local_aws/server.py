@@ -18,7 +18,8 @@
   ``GET  /_gitopsd/health``    ``{"ok": true, "region": ..., "clock": ..., "now": ...}``
   ``POST /_gitopsd/reset``     moto reset, settings and clock back to the startup values,
                                call log cleared, ``--create-cluster`` clusters created again
-  ``GET  /_gitopsd/settings``  ``{"pace": 1.0, "fail_images": [...], "clock": "real"}``
+  ``GET  /_gitopsd/settings``  ``{"pace": 1.0, "fail_images": [...], "clock": "real",
+                               "minute_seconds": 60.0, "fail_hooks": [...]}``
   ``POST /_gitopsd/settings``  change some of those keys; 400 with ``{"error": ...}`` if bad
   ``GET  /_gitopsd/calls``     ``{"calls": ["CreateCluster", ...]}`` since the last clear
   ``DELETE /_gitopsd/calls``   clear the call log

@@ -54,6 +54,8 @@ class LocalAws:
         pace: float = 1.0,
         fail_images: Iterable[str] = (),
         clock: str = "real",
+        minute_seconds: float | None = None,
+        fail_hooks: Iterable[str] = (),
         region: str = "us-east-1",
         create_clusters: Iterable[str] = (),
         host: str = "127.0.0.1",
@@ -77,6 +79,10 @@ class LocalAws:
         ]
         for pattern in fail_images:
             self._args += ["--fail-image", pattern]
+        if minute_seconds is not None:
+            self._args += ["--minute-seconds", repr(float(minute_seconds))]
+        for substring in fail_hooks:
+            self._args += ["--fail-hook", substring]
         for cluster in create_clusters:
             self._args += ["--create-cluster", cluster]
         self._args += list(extra_args)
@@ -209,7 +215,7 @@ class LocalAws:
         self._control("DELETE", "calls")
 
     def settings(self) -> dict[str, Any]:
-        """The current settings ``{"pace", "fail_images", "clock"}``."""
+        """The current settings (``pace``, ``fail_images``, ``clock``, ``minute_seconds``, ...)."""
         return dict(self._control("GET", "settings"))
 
     def configure(
@@ -217,6 +223,8 @@ class LocalAws:
         pace: float | None = None,
         fail_images: list[str] | None = None,
         clock: str | None = None,
+        minute_seconds: float | None = None,
+        fail_hooks: list[str] | None = None,
     ) -> None:
         """Change some settings (None leaves one as it is)."""
         body: dict[str, Any] = {}
@@ -226,6 +234,10 @@ class LocalAws:
             body["fail_images"] = list(fail_images)
         if clock is not None:
             body["clock"] = clock
+        if minute_seconds is not None:
+            body["minute_seconds"] = minute_seconds
+        if fail_hooks is not None:
+            body["fail_hooks"] = list(fail_hooks)
         self._control("POST", "settings", body)
 
     def advance(self, seconds: float) -> None:
