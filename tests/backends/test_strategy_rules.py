@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gitopsd.backends.ecs import validate as validate_module
 from gitopsd.backends.ecs.strategy_rules import (
@@ -290,3 +292,51 @@ def test_the_apply_preflight_refuses_what_render_would_have() -> None:
     )
     noop = ResourceChange("Service", "web", Action.NOOP, details={"spec": spec})
     check_changeset(ChangeSet(app="shop", revision=None, resources=(noop,)))  # nothing to send
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from(
+        ["ROLLING", "LINEAR", "CANARY", "BLUE_GREEN", "PAUSE", "AWS_LAMBDA", "BAKE_TIME", "ECS"]
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "strategy",
+                    "lifecycleHooks",
+                    "lifecycleStages",
+                    "targetType",
+                    "enabled",
+                    "type",
+                    "advancedConfiguration",
+                    "deploymentCircuitBreaker",
+                    "enable",
+                ]
+            ),
+            inner,
+            max_size=3,
+        )
+    ),
+    max_leaves=12,
+)
+_specs = st.fixed_dictionaries(
+    {},
+    optional={
+        "deploymentConfiguration": _json,
+        "deploymentController": _json,
+        "loadBalancers": _json,
+        "serviceConnectConfiguration": _json,
+    },
+)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
+@given(spec=_specs)
+def test_any_shape_gives_findings_never_an_internal_error(spec: dict[str, Any]) -> None:
+    for finding in strategy_findings(spec):
+        assert finding.pointer.startswith("/")
+        assert finding.message

@@ -137,7 +137,11 @@ def strategy_findings(spec: Mapping[str, Any]) -> list[Finding]:
             )
         )
     connect = _mapping(spec.get("serviceConnectConfiguration"))
-    if connect.get("enabled") is True and controller != ECS_CONTROLLER:
+    if (
+        connect.get("enabled") is True
+        and isinstance(controller, str)
+        and controller != ECS_CONTROLLER
+    ):
         out.append(
             Finding(
                 "/serviceConnectConfiguration/enabled",
@@ -150,7 +154,7 @@ def strategy_findings(spec: Mapping[str, Any]) -> list[Finding]:
 
 def _traffic_shifting(spec: Mapping[str, Any], strategy: str, controller: Any) -> list[Finding]:
     out: list[Finding] = []
-    if controller != ECS_CONTROLLER:
+    if isinstance(controller, str) and controller != ECS_CONTROLLER:
         out.append(
             Finding(
                 "/deploymentController/type",
@@ -244,6 +248,8 @@ def _hooks(config: Mapping[str, Any], strategy: str) -> list[Finding]:
             )
         for j, stage in enumerate(stages if isinstance(stages, list) else []):
             where = child_pointer(child_pointer(at, "lifecycleStages"), j)
+            if not isinstance(stage, str):
+                continue  # the model walk reports the type
             if stage in hookless_stages():
                 out.append(
                     Finding(
