@@ -135,6 +135,7 @@ async def _run_pass(
                 listener=ConsoleListener(paint) if text and mode is Mode.SYNC else None,
                 confirm_prune=getattr(args, "confirm_prune", False),
                 store=store,
+                approvers=bus.registry.approvers if bus is not None else (),
             )
             with anyio.CancelScope() as scope:
                 async with anyio.create_task_group() as tg:

@@ -143,15 +143,18 @@ async def read_decisions(store: StateStore, app: str) -> list[DecisionRecord]:
 
 async def record_decision(store: StateStore, record: DecisionRecord) -> None:
     """Append ``record`` to its app's document (conditional write; the oldest beyond
-    :data:`MAX_KEPT` dropped). The same hook decided twice is kept once."""
+    :data:`MAX_KEPT` dropped). The same hook decided twice is kept once (a decision
+    replaces a timeout recorded for the same hook: the watcher may have guessed first)."""
+
+    def same(d: dict[str, Any]) -> bool:
+        return d.get("deployment") == record.deployment and d.get("hook_id") == record.hook_id
 
     def change(doc: dict[str, Any]) -> dict[str, Any] | None:
         kept = [d for d in doc.get("decisions", []) if isinstance(d, dict)]
-        if any(
-            d.get("deployment") == record.deployment and d.get("hook_id") == record.hook_id
-            for d in kept
-        ):
+        earlier = [d for d in kept if same(d)]
+        if earlier and (record.outcome == TIMED_OUT or earlier[0].get("outcome") != TIMED_OUT):
             return None
+        kept = [d for d in kept if not same(d)]  # a person's decision beats a timeout guessed
         return {**doc, "decisions": [*kept, record.to_json()][-MAX_KEPT:]}
 
     await update(store, APPROVALS, record.app, change)
@@ -195,6 +198,18 @@ class _Pending:
     enriched: bool = False
 
 
+@dataclass(frozen=True)
+class _Left:
+    """A pending hook that stopped awaiting action without a decision by this process."""
+
+    app: AppConfig
+    seen: _Pending
+    #: The rollout reported the hook TIMED_OUT.
+    timed_out: bool
+    #: Where the deployment went: CONTINUE (on) or ROLLBACK (rolling back).
+    went: str
+
+
 class Approvals:
     """Decisions on paused hooks for one configuration: act, record, announce, consult."""
 
@@ -221,8 +236,9 @@ class Approvals:
         #: Per app, hook ids announced (approval_needed sent) and decided.
         self._announced: dict[str, dict[str, None]] = {}
         self._decided: dict[str, dict[str, None]] = {}
-        #: Timeouts seen by :meth:`observe`, recorded by the consulting loop.
-        self._timeouts: list[tuple[AppConfig, _Pending]] = []
+        #: Hooks that left AWAITING_ACTION undecided by gitopsd, seen by :meth:`observe`
+        #: and told apart by the consulting loop (a timeout is recorded).
+        self._left: list[_Left] = []
         self._wake = anyio.Event()
 
     # -- what a user (or the agent on a user's behalf) decides ---------------------------
@@ -318,42 +334,40 @@ class Approvals:
 
     def observe(self, app: AppConfig, commit: str, progress: RolloutProgress) -> None:
         """A watched rollout changed: a hook newly awaiting action is announced (once per
-        hook id); a pending one that timed out is queued to be recorded. Returns at once."""
+        hook id); a pending one that no longer awaits action, undecided by gitopsd, is
+        queued to be told apart (a timeout, or a decision made outside gitopsd). Returns
+        at once."""
         details = dict(progress.details)
         hook_id = details.get("hook_id", "")
+        needed = details.get("approval") == "needed" and bool(hook_id)
         pending = self.pending.setdefault(app.name, {})
-        if details.get("approval") == "needed" and hook_id:
-            if hook_id in self._decided.get(app.name, {}) or hook_id in pending:
-                return
-            request = ApprovalRequest(
-                app=app.name,
-                key=progress.key,
-                deployment=progress.deployment,
-                hook_id=hook_id,
-                stage=details.get("hook_stage", "") or progress.stage.lifecycle,
-                revision=commit,
-                target=progress.target,
-                expires_at=_parse_time(details.get("hook_expires", "")),
-                timeout_action=details.get("hook_timeout_action", ""),
-            )
-            pending[hook_id] = _Pending(request, progress)
-            if hook_id not in self._announced.get(app.name, {}):
-                _remember(self._announced, app.name, hook_id)
-                self._announce_needed(app, request, progress)
-            self._wake.set()
-            return
         for hid, seen in list(pending.items()):
-            if seen.request.key != progress.key:
+            if seen.request.key != progress.key or (needed and hid == hook_id):
                 continue
-            if hid == hook_id and details.get("approval") == "needed":
-                continue
-            del pending[hid]  # decided elsewhere, timed out, or the deployment moved on
-            if "TIMED_OUT" in details.get("hooks", "") and hid not in self._decided.get(
-                app.name, {}
-            ):
-                _remember(self._decided, app.name, hid)
-                self._timeouts.append((app, seen))
+            del pending[hid]  # decided, timed out, or the deployment moved on
+            if hid not in self._decided.get(app.name, {}):
+                timed_out = "TIMED_OUT" in details.get("hooks", "")
+                went = ROLLBACK if progress.stage.status.startswith("ROLLBACK") else CONTINUE
+                self._left.append(_Left(app, seen, timed_out, went))
                 self._wake.set()
+        if not needed or hook_id in self._decided.get(app.name, {}) or hook_id in pending:
+            return
+        request = ApprovalRequest(
+            app=app.name,
+            key=progress.key,
+            deployment=progress.deployment,
+            hook_id=hook_id,
+            stage=details.get("hook_stage", "") or progress.stage.lifecycle,
+            revision=commit,
+            target=progress.target,
+            expires_at=_parse_time(details.get("hook_expires", "")),
+            timeout_action=details.get("hook_timeout_action", ""),
+        )
+        pending[hook_id] = _Pending(request, progress)
+        if hook_id not in self._announced.get(app.name, {}):
+            _remember(self._announced, app.name, hook_id)
+            self._announce_needed(app, request, progress)
+        self._wake.set()
 
     def _announce_needed(
         self, app: AppConfig, request: ApprovalRequest, progress: RolloutProgress
@@ -474,16 +488,34 @@ class Approvals:
             log.warning("approval.continue_failed", app=app.name, plugin=entry.name, error=str(exc))
 
     async def _record_timeouts(self, app: AppConfig) -> None:
-        mine = [(a, s) for a, s in self._timeouts if a.name == app.name]
-        self._timeouts = [(a, s) for a, s in self._timeouts if a.name != app.name]
-        for _, seen in mine:
-            request = seen.request
+        """Record the pauses of ``app`` that timed out.
+
+        A hook reported TIMED_OUT did. One that left AWAITING_ACTION without being
+        reported so (ECS may move to the next stage at once) timed out when the
+        deployment went the way of the hook's timeout action and no decision on it is
+        recorded (else someone acted outside gitopsd: logged, not recorded)."""
+        mine = [left for left in self._left if left.app.name == app.name]
+        self._left = [left for left in self._left if left.app.name != app.name]
+        for left in mine:
+            request = left.seen.request
+            if request.hook_id in self._decided.get(app.name, {}):
+                continue
+            if not left.timed_out:
+                recorded = await self._recorded(request)
+                if recorded or request.timeout_action != left.went:
+                    if not recorded:
+                        log.info(
+                            "approval.decided_outside", app=app.name, key=request.key,
+                            hook=request.hook_id, action=left.went,
+                        )  # fmt: skip
+                    continue
+            _remember(self._decided, app.name, request.hook_id)
             record = DecisionRecord(
                 app=app.name,
                 service=request.key.split("/", 1)[-1],
                 deployment=request.deployment,
                 hook_id=request.hook_id,
-                action=request.timeout_action or "?",
+                action=request.timeout_action or left.went,
                 outcome=TIMED_OUT,
                 by="ECS (timeout)",
                 at=time.time(),
@@ -495,6 +527,15 @@ class Approvals:
             log.warning("approval.timed_out", app=app.name, key=request.key, action=record.action)
             await self._keep(record)
             self._publish(app, record)
+
+    async def _recorded(self, request: ApprovalRequest) -> bool:
+        try:
+            decisions = await read_decisions(self.store, request.app)
+        except StateStoreError:
+            return False
+        return any(
+            d.deployment == request.deployment and d.hook_id == request.hook_id for d in decisions
+        )
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import anyio.to_thread
 from gitopsd import config_source
 from gitopsd.backends.ecs.backend import EcsBackend
 from gitopsd.engine.approvals import read_decisions
+from gitopsd.engine.outcome import Outcome
 from gitopsd.engine.reconcile import Mode, Reconciler
 from gitopsd.engine.sources import SourceSet
 from gitopsd.events import APPROVAL_DECIDED, APPROVAL_NEEDED, ApprovalRequest, Decision, Event
@@ -196,31 +197,30 @@ class Sink:
         self.events.append(event)
 
 
-def test_an_approver_plugin_approves_while_the_sync_waits(env: Env, tmp_path: Path) -> None:
-    blue_green(env)
+def sync_in_lock_step(
+    env: Env, store: DirStore, sink: Sink, approvers: list[ApproverEntry]
+) -> Outcome:
+    """``web``'s sync pass (the engine, as ``gitopsd sync`` runs it) while the endpoint's
+    clock moves one simulated second per two polls of the watcher."""
     config = config_source.load(config_source.resolve(str(env.config)))
     app = config.app("web")
-    approver, sink = PrApprover(), Sink()
-    store = DirStore(tmp_path / "store")
 
     def polls() -> int:
         return env.aws.calls().count("DescribeServiceDeployments")
 
-    async def main() -> Any:
+    async def main() -> Outcome:
         sources = SourceSet(config)
         try:
             async with EcsBackend(
                 config.aws, StateDir(config.daemon.state_dir), poll_interval=0.02
             ) as backend:
                 reconciler = Reconciler(
-                    config, backend, sources, events=sink, store=store,
-                    approvers=[ApproverEntry("pr", approver, ("web",))],
-                )  # fmt: skip
-                outcome = None
+                    config, backend, sources, events=sink, store=store, approvers=approvers
+                )
                 async with anyio.create_task_group() as tg:
 
                     async def drive() -> None:
-                        while True:  # one simulated second per two polls of the watcher
+                        while True:
                             before = await anyio.to_thread.run_sync(polls)
                             with anyio.fail_after(10):  # polling with a deadline
                                 while True:
@@ -237,7 +237,14 @@ def test_an_approver_plugin_approves_while_the_sync_waits(env: Env, tmp_path: Pa
         finally:
             sources.close()
 
-    outcome = anyio.run(main)
+    return anyio.run(main)
+
+
+def test_an_approver_plugin_approves_while_the_sync_waits(env: Env, tmp_path: Path) -> None:
+    blue_green(env)
+    approver, sink = PrApprover(), Sink()
+    store = DirStore(tmp_path / "store")
+    outcome = sync_in_lock_step(env, store, sink, [ApproverEntry("pr", approver, ("web",))])
     assert outcome.ok, outcome.message
     assert [r.state for r in outcome.rollouts] == ["COMPLETED"]
     assert len(approver.requests) == 2
@@ -301,4 +308,35 @@ def test_with_an_agent_running_the_agent_decides_and_status_says_approval_needed
     (row,) = [r for r in history(env) if r["service_deployment"] == done["serviceDeploymentArn"]]
     assert [(d["by"], d["outcome"]) for d in row["approvals"]] == [
         ("dave via control API", "approved")
+    ]
+
+
+def test_a_pause_that_times_out_is_reported_with_the_action_ecs_took(env: Env) -> None:
+    blue_green(env)
+    env.aws.configure(minute_seconds=1.0)  # the hook's "1 minute" is 1 simulated second
+    env.edit(SERVICE, "timeoutInMinutes: 60", "timeoutInMinutes: 30")
+    env.edit(SERVICE, "action: ROLLBACK", "action: CONTINUE")
+    env.commit("web: the pause continues on its own after 30 minutes")
+    sink = Sink()
+    config = config_source.load(config_source.resolve(str(env.config)))
+    store = DirStore(config.daemon.state_dir / "store")  # where `gitopsd history` reads
+    outcome = sync_in_lock_step(env, store, sink, [])
+    assert outcome.ok, outcome.message
+    kinds = [e.kind for e in sink.events if e.kind in (APPROVAL_NEEDED, APPROVAL_DECIDED)]
+    assert kinds == [APPROVAL_NEEDED, APPROVAL_DECIDED]
+    timed_out = next(e for e in sink.events if e.kind == APPROVAL_DECIDED)
+    assert timed_out.reason == "ApprovalTimedOut"
+    assert "timed out; ECS took its timeout action CONTINUE" in timed_out.message
+    (decision,) = anyio.run(read_decisions, store, "web")
+    assert (decision.outcome, decision.action, decision.by) == (
+        "timed out",
+        "CONTINUE",
+        "ECS (timeout)",
+    )
+    assert decision.stage == "POST_TEST_TRAFFIC_SHIFT"
+    sd = newest(env)
+    assert sd["status"] == "SUCCESSFUL"
+    (row,) = [r for r in history(env) if r["service_deployment"] == sd["serviceDeploymentArn"]]
+    assert [(d["outcome"], d["action"], d["by"]) for d in row["approvals"]] == [
+        ("timed out", "CONTINUE", "ECS (timeout)")
     ]

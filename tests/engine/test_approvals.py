@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -424,3 +425,42 @@ def test_bad_approver_options_name_the_key() -> None:
     reg, _ = registry({"pr": {"approve_apps": ["*"], "broken": True}})
     with pytest.raises(PluginConfigError, match="has no `async def decide"):
         reg.configure()
+
+
+async def test_a_hook_gone_the_way_of_its_timeout_action_without_a_decision_timed_out(
+    tmp_path: Path,
+) -> None:
+    """ECS may leave the stage at once on a CONTINUE timeout: no TIMED_OUT is ever seen."""
+    backend, sink = FakeBackend([hook("web", "h1", action="CONTINUE")]), Sink()
+    a = approvals(tmp_path, backend, sink)
+    app = config().app("web")
+    async with a.consulting(app, resources("web")):
+        a.observe(app, COMMIT, waiting("h1"))
+        await until(lambda: a.pending["web"]["h1"].enriched)
+        a.observe(app, COMMIT, moved_on(""))  # on to PRODUCTION_TRAFFIC_SHIFT
+        await until(lambda: len(sink.events) == 2)
+    (stored,) = await read_decisions(a.store, "web")
+    assert (stored.outcome, stored.action) == ("timed out", "CONTINUE")
+    assert sink.events[-1].severity == Severity.INFO
+
+
+async def test_a_hook_gone_the_other_way_was_decided_outside_gitopsd(tmp_path: Path) -> None:
+    backend, sink = FakeBackend([hook("web", "h1", action="ROLLBACK")]), Sink()
+    a = approvals(tmp_path, backend, sink)
+    app = config().app("web")
+    async with a.consulting(app, resources("web")):
+        a.observe(app, COMMIT, waiting("h1"))
+        await until(lambda: a.pending["web"]["h1"].enriched)
+        a.observe(app, COMMIT, moved_on(""))  # went on although the timeout rolls back
+    assert await read_decisions(a.store, "web") == []
+    assert sink.kinds() == [APPROVAL_NEEDED]
+
+
+async def test_a_decision_replaces_a_timeout_guessed_for_the_same_hook(tmp_path: Path) -> None:
+    store = DirStore(tmp_path / "store")
+    guessed = replace(record("h1"), outcome="timed out", by="ECS (timeout)")
+    await record_decision(store, guessed)
+    await record_decision(store, record("h1", at=2.0))
+    await record_decision(store, replace(guessed, at=3.0))  # and not the other way round
+    (kept,) = await read_decisions(store, "web")
+    assert (kept.outcome, kept.by, kept.at) == ("approved", "alice@host", 2.0)
