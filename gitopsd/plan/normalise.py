@@ -20,13 +20,14 @@ content (also KeyBy's fallback) sees nested lists as they are at that point.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gitopsd.model import MISSING
-from gitopsd.pointer import WILDCARD, split_pointer, value_at
+from gitopsd.pointer import WILDCARD, split_pointer
 
 #: A predicate over the whole (partly normalised) document.
 Condition = Callable[[Mapping[str, Any]], bool]
@@ -40,7 +41,7 @@ class Rule(Protocol):
 
 def normalise(value: Mapping[str, Any], rules: Sequence[Rule]) -> dict[str, Any]:
     """``value`` with ``rules`` applied in order and empty values removed; input untouched."""
-    root: dict[str, Any] = _prune(_copy(value))
+    root: dict[str, Any] = _prune(value)  # a private copy: _prune builds new containers
     for rule in rules:
         root = rule.apply(root)
     pruned: dict[str, Any] = _prune(root)
@@ -77,7 +78,7 @@ class Rename:
     to: str
 
     def apply(self, root: dict[str, Any]) -> dict[str, Any]:
-        *parent, last = split_pointer(self.path)
+        *parent, last = _tokens(self.path)
         for container in _containers(root, parent):
             if isinstance(container, dict) and last in container:
                 moved = container.pop(last)
@@ -96,7 +97,7 @@ class Drop:
     def apply(self, root: dict[str, Any]) -> dict[str, Any]:
         if self.when is not None and not self.when(root):
             return root
-        *parent, last = split_pointer(self.path)
+        *parent, last = _tokens(self.path)
         for container in _containers(root, parent):
             for slot in sorted(_slots(container, last), key=_slot_order, reverse=True):
                 del container[slot]
@@ -111,7 +112,7 @@ class DropKeys:
     predicate: Callable[[str], bool]
 
     def apply(self, root: dict[str, Any]) -> dict[str, Any]:
-        for target in _containers(root, split_pointer(self.path)):
+        for target in _containers(root, _tokens(self.path)):
             if isinstance(target, dict):
                 for key in [k for k in target if self.predicate(k)]:
                     del target[key]
@@ -142,7 +143,7 @@ class Default:
     def apply(self, root: dict[str, Any]) -> dict[str, Any]:
         if self.when is not None and not self.when(root):
             return root
-        *parent, last = split_pointer(self.path)
+        *parent, last = _tokens(self.path)
         for container in _containers(root, parent):
             is_map = isinstance(container, dict)
             slots = [last] if is_map and last != WILDCARD else list(_slots(container, last))
@@ -167,7 +168,7 @@ class Transform:
     fn: Callable[[Any], Any]
 
     def apply(self, root: dict[str, Any]) -> dict[str, Any]:
-        *parent, last = split_pointer(self.path)
+        *parent, last = _tokens(self.path)
         for container in _containers(root, parent):
             for slot in list(_slots(container, last)):
                 if not _absent(container[slot]):
@@ -190,7 +191,7 @@ class KeyBy:
     value: str | None = None
 
     def apply(self, root: dict[str, Any]) -> dict[str, Any]:
-        *parent, last = split_pointer(self.path)
+        *parent, last = _tokens(self.path)
         for container in _containers(root, parent):
             for slot in list(_slots(container, last)):
                 if isinstance(container[slot], list):
@@ -214,7 +215,7 @@ class SortBy:
     key: str | None = None
 
     def apply(self, root: dict[str, Any]) -> dict[str, Any]:
-        *parent, last = split_pointer(self.path)
+        *parent, last = _tokens(self.path)
         for container in _containers(root, parent):
             for slot in list(_slots(container, last)):
                 if isinstance(container[slot], list):
@@ -291,7 +292,14 @@ class AnyOf:
 
 def resolve(root: Any, pointer: str) -> Any:
     """The value at a concrete pointer, or ``MISSING`` when absent or empty."""
-    node = value_at(root, pointer, MISSING)
+    node: Any = root
+    for token in _tokens(pointer):
+        if isinstance(node, Mapping) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return MISSING
     return MISSING if _absent(node) else node
 
 
@@ -335,27 +343,59 @@ def _absent(value: Any) -> bool:
 
 
 def _prune(value: Any) -> Any:
-    """Drop absent members of maps, recursively (list items are kept: position may matter).
+    """A copy without the absent members of maps, recursively (list items are kept: position
+    may matter); other mappings come out as dicts, tuples as lists.
 
     Map keys come out sorted, so equal documents also serialise the same.
     """
     if isinstance(value, dict):
-        pruned = {k: _prune(value[k]) for k in sorted(value, key=str)}
-        return {k: v for k, v in pruned.items() if not _absent(v)}
+        out = {}
+        for k in sorted(value, key=str):
+            v = _prune(value[k])
+            if not (v is None or (isinstance(v, dict | list) and not v)):
+                out[k] = v
+        return out
     if isinstance(value, list):
+        return [_prune(v) for v in value]
+    if isinstance(value, str | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return _prune(dict(value))
+    if isinstance(value, tuple):
         return [_prune(v) for v in value]
     return value
 
 
-def _containers(node: Any, tokens: Sequence[str]) -> Iterator[Any]:
-    """Every map or list that ``tokens`` (``*`` expanding) lead to from ``node``."""
-    if not tokens:
-        if isinstance(node, dict | list):
-            yield node
-        return
-    head, rest = tokens[0], tokens[1:]
-    for slot in list(_slots(node, head)):
-        yield from _containers(node[slot], rest)
+@functools.lru_cache(maxsize=4096)
+def _tokens(pointer: str) -> tuple[str, ...]:
+    """:func:`split_pointer`, remembered: rule paths are few and read on every document."""
+    return split_pointer(pointer)
+
+
+def _containers(node: Any, tokens: Sequence[str]) -> list[Any]:
+    """Every map or list that ``tokens`` (``*`` expanding) lead to from ``node``.
+
+    All of them sit at the same depth, so a rule changing what is inside one of them
+    never changes which others there are: they are listed before any is changed.
+    """
+    level = [node]
+    for token in tokens:
+        found: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                if token == WILDCARD:
+                    found.extend(item.values())
+                elif token in item:
+                    found.append(item[token])
+            elif isinstance(item, list):
+                if token == WILDCARD:
+                    found.extend(item)
+                elif token.isdigit() and int(token) < len(item):
+                    found.append(item[int(token)])
+        if not found:
+            return []
+        level = found
+    return [item for item in level if isinstance(item, dict | list)]
 
 
 def _slots(container: Any, token: str) -> Iterator[Any]:

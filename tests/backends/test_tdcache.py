@@ -129,3 +129,27 @@ def test_one_shared_cache_per_endpoint_and_state_directory(tmp_path: Path) -> No
         assert shared_cache(ns, cache_file(tmp_path / "a", ns)).get(ARN.format(7)) == td(7)
     finally:
         drop_shared()
+
+
+def test_the_in_sync_memo_is_saved_with_the_cache_for_the_same_code_only(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from gitopsd.backends.ecs import tdcache
+
+    path = tmp_path / "cache.json.z"
+    cache = TaskDefinitionCache("ns", path=path)
+    key = cache.in_sync.key("Service", {"serviceName": "web"})
+    cache.in_sync.put(key, {"serviceName": "web"})
+    assert cache.save()  # the memo alone makes the cache worth saving
+    assert not cache.save()
+
+    again = TaskDefinitionCache("ns", path=path)
+    again.load()
+    assert again.in_sync.get(key) == {"serviceName": "web"}
+    assert not again.in_sync.dirty
+
+    # Another gitopsd (other code, other botocore models): its memo is not trusted.
+    monkeypatch.setattr(tdcache, "comparison_fingerprint", lambda: "other code")
+    other = TaskDefinitionCache("ns", path=path)
+    other.load()
+    assert len(other.in_sync) == 0

@@ -153,3 +153,18 @@ def test_a_newer_revision_than_the_service_s_is_read_too(aws: LocalAws, arn: str
     assert td.details["arn"] == newer
     assert described(aws) == 2
     assert "ListTaskDefinitions" not in aws.calls()
+
+
+def test_a_steady_plan_is_answered_from_the_in_sync_memo(aws: LocalAws, arn: str) -> None:
+    cache = TaskDefinitionCache()
+    first = plan(aws, cache)
+    assert [r.action for r in first.resources] == [Action.NOOP, Action.NOOP]
+    assert len(cache.in_sync) == 2  # the task definition's comparison and the service's
+    hits = cache.in_sync.hits
+    second = plan(aws, cache)
+    assert cache.in_sync.hits == hits + 2
+    assert second.resources == first.resources  # the same change set, details and all
+    # A difference is never answered from the memo.
+    changed = plan(aws, cache, image="busybox:1.36.2")
+    assert changed.resources[0].action is Action.UPDATE
+    assert changed.resources[1].action is Action.UPDATE  # its task definition moves

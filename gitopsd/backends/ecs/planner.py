@@ -62,6 +62,7 @@ from gitopsd.model import (
 )
 from gitopsd.plan.diff import diff
 from gitopsd.plan.keep import keep_ignored
+from gitopsd.plan.memo import ComparisonMemo
 from gitopsd.pointer import split_pointer
 
 log = structlog.get_logger(__name__)
@@ -147,7 +148,8 @@ async def plan_app(
 
     changes: list[ResourceChange] = [td_changes[td.name] for td in tds]
     for svc in services:
-        changes.append(_plan_service(app, svc, live_services.get(svc.name), td_changes))
+        found = live_services.get(svc.name)
+        changes.append(_plan_service(client.td_cache.in_sync, app, svc, found, td_changes))
     return ChangeSet(app=app.name, revision=revision, resources=tuple(changes))
 
 
@@ -238,14 +240,23 @@ async def _latest_fresh(client: EcsClient, family: str) -> dict[str, Any] | None
 
 
 def _compare_td(
-    app: AppConfig, td: Resource, live: dict[str, Any]
+    memo: ComparisonMemo, app: AppConfig, td: Resource, live: dict[str, Any]
 ) -> tuple[dict[str, Any], tuple[FieldChange, ...]]:
-    """The spec to register (ignored places kept from ``live``) and its differences."""
+    """The spec to register (ignored places kept from ``live``) and its differences.
+
+    A comparison that finds none is remembered in ``memo`` (gitopsd.plan.memo)."""
     ignore = _ignores(app, td.kind, td.name)
+    key = memo.key("TaskDefinition", td.spec, live, ignore, sorted(app.ignore_tag_keys))
+    remembered = memo.get(key)
+    if remembered is not None:
+        return remembered, ()
     live_view = normalise_task_definition(live, ignore_tag_keys=app.ignore_tag_keys)
     spec, _ = keep_ignored(td.spec, live, live_view, ignore)
     desired_view = normalise_task_definition(spec, ignore_tag_keys=app.ignore_tag_keys)
-    return spec, diff(desired_view, live_view, ignore)
+    changes = diff(desired_view, live_view, ignore)
+    if not changes:
+        memo.put(key, spec)
+    return spec, changes
 
 
 async def _plan_task_definition(
@@ -263,7 +274,7 @@ async def _plan_task_definition(
             td.kind, td.name, Action.CREATE, origin=td.origin, details={"spec": td.spec}
         )
     arn = reference["taskDefinitionArn"]
-    spec, changes = _compare_td(app, td, reference)
+    spec, changes = _compare_td(client.td_cache.in_sync, app, td, reference)
     if changes and cached:
         # A write may follow, decided on the revision's tags (its owner, a retag), which can
         # change after a revision was cached: they are read afresh first. For a revision a
@@ -276,7 +287,7 @@ async def _plan_task_definition(
             reference = latest
         else:
             reference = await client.task_definition(arn, fresh=True)
-        spec, changes = _compare_td(app, td, reference)
+        spec, changes = _compare_td(client.td_cache.in_sync, app, td, reference)
     _check_owner(app, td.key, reference.get("tags", []), f"({td_label(arn)})")
     details: dict[str, Any] = {"spec": spec, "arn": arn, "label": td_label(arn)}
     if not changes:
@@ -289,7 +300,7 @@ async def _plan_task_definition(
     if latest is not None and latest["taskDefinitionArn"] != arn:
         # The service runs an older revision, and an identical newer one exists already
         # (a revision registered by an earlier sync that was rolled back, for example).
-        latest_spec, latest_changes = _compare_td(app, td, latest)
+        latest_spec, latest_changes = _compare_td(client.td_cache.in_sync, app, td, latest)
         if not latest_changes:
             latest_arn = latest["taskDefinitionArn"]
             return ResourceChange(
@@ -303,6 +314,7 @@ async def _plan_task_definition(
 
 
 def _plan_service(
+    memo: ComparisonMemo,
     app: AppConfig,
     svc: Resource,
     live: dict[str, Any] | None,
@@ -325,13 +337,24 @@ def _plan_service(
 
     live_raw = dict(live, taskDefinition=td_label(live.get("taskDefinition", "")))
     ignore = _ignores(app, svc.kind, svc.name) + list(unowned_service_pointers(svc.spec))
-    live_view = normalise_service(live_raw, ignore_tag_keys=app.ignore_tag_keys)
-    kept, _ = keep_ignored(dict(svc.spec, taskDefinition=desired_td), live_raw, live_view, ignore)
-    desired_view = normalise_service(kept, ignore_tag_keys=app.ignore_tag_keys)
     controller = str((live.get("deploymentController") or {}).get("type", "ECS"))
-    changes = tuple(
-        _annotate(c, kept, svc.spec, controller) for c in diff(desired_view, live_view, ignore)
-    )
+    # The key leaves out the service's events (no rule reads them; they grow over time).
+    compared = {k: v for k, v in live_raw.items() if k != "events"}
+    key = memo.key("Service", svc.spec, desired_td, compared, ignore, sorted(app.ignore_tag_keys))
+    remembered = memo.get(key)
+    changes: tuple[FieldChange, ...] = ()
+    if remembered is not None:
+        kept = remembered
+    else:
+        live_view = normalise_service(live_raw, ignore_tag_keys=app.ignore_tag_keys)
+        desired = dict(svc.spec, taskDefinition=desired_td)
+        kept, _ = keep_ignored(desired, live_raw, live_view, ignore)
+        desired_view = normalise_service(kept, ignore_tag_keys=app.ignore_tag_keys)
+        changes = tuple(
+            _annotate(c, kept, svc.spec, controller) for c in diff(desired_view, live_view, ignore)
+        )
+        if not changes:
+            memo.put(key, kept)
     details.update(
         spec=dict(kept, taskDefinition=family),
         arn=live.get("serviceArn", ""),

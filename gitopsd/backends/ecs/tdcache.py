@@ -29,11 +29,20 @@ A file that cannot be read or parsed is ignored (and replaced on the next save).
 The cache trusts that an ARN is never reused, as in AWS (revision numbers only
 grow, also after a deletion); a local endpoint that is restarted empty does
 reuse them: delete the file (or the state directory) when restarting one.
+
+The same file carries the planner's in-sync memo (:attr:`TaskDefinitionCache.in_sync`,
+gitopsd.plan.memo): comparisons that found nothing to change, by a digest of their
+inputs, so a one-shot ``diff`` of a fleet in sync does not normalise every document
+again. It is kept only by the gitopsd that wrote it: the file records a fingerprint of
+the code (every source file of the gitopsd package, and botocore's version, whose
+models shape normalisation), and a memo with another fingerprint is ignored.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 import random
@@ -48,6 +57,8 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+
+from gitopsd.plan.memo import ComparisonMemo
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +96,8 @@ class TaskDefinitionCache:
         self._lock = threading.Lock()
         #: Whether anything changed since the last load or save.
         self.dirty = False
+        #: The planner's comparisons found in sync, persisted with the cache (module doc).
+        self.in_sync = ComparisonMemo()
         self.hits = 0
         self.misses = 0
 
@@ -128,6 +141,7 @@ class TaskDefinitionCache:
             self._entries.clear()
             self._bytes = 0
             self.dirty = True
+        self.in_sync.clear()
 
     def _store(self, arn: str, expires: float, text: str) -> None:
         old = self._entries.pop(arn, None)
@@ -173,20 +187,25 @@ class TaskDefinitionCache:
                     self._store(arn, expires, text)
                     self._entries.move_to_end(arn, last=False)
                     added += 1
+        memo = data.get("in_sync")
+        if isinstance(memo, dict) and memo.get("fingerprint") == comparison_fingerprint():
+            self.in_sync.load(memo.get("entries"))
+            self.in_sync.dirty = False
         return added
 
     def save(self, path: Path | None = None) -> bool:
         """Write the cache to ``path`` (default: :attr:`path`) atomically if it changed;
         whether it wrote. A failure to write is logged, never raised: it is only a cache."""
         path = path or self.path
-        if path is None or not self.dirty:
+        if path is None or not (self.dirty or self.in_sync.dirty):
             return False
         now = time.time()
         with self._lock:
             entries = [[a, e, t] for a, (e, t) in self._entries.items() if e > now]
             self.dirty = False
+        memo = {"fingerprint": comparison_fingerprint(), "entries": self.in_sync.entries()}
         body = json.dumps(
-            {"format": FORMAT, "namespace": self.namespace, "entries": entries},
+            {"format": FORMAT, "namespace": self.namespace, "entries": entries, "in_sync": memo},
             separators=(",", ":"),
         )
         try:
@@ -204,6 +223,25 @@ class TaskDefinitionCache:
             log.warning("tdcache.save_failed", path=str(path), error=str(exc))
             return False
         return True
+
+
+@functools.cache
+def comparison_fingerprint() -> str:
+    """A digest of the code comparisons depend on (every module of gitopsd, and botocore's
+    version, whose models shape normalisation): a memo is reused only by the same code."""
+    digest = hashlib.sha256()
+    for dist in ("botocore", "gitopsd"):
+        try:
+            digest.update(f"{dist}={importlib.metadata.version(dist)};".encode())
+        except importlib.metadata.PackageNotFoundError:
+            digest.update(f"{dist}=?;".encode())
+    package = Path(__file__).resolve().parents[2]  # gitopsd/backends/ecs/tdcache.py
+    for source in sorted(package.rglob("*.py")):
+        try:
+            digest.update(str(source.relative_to(package)).encode() + source.read_bytes())
+        except OSError:
+            digest.update(f"{source}: unreadable {random.random()}".encode())  # never matches
+    return digest.hexdigest()
 
 
 def _encode(td: Mapping[str, Any]) -> str | None:
