@@ -472,12 +472,16 @@ class RolloutWatcher:
             return None
         back = td_label(str(primary.get("taskDefinition", "")))
         why = rollback_cause(sd, self.hook_problem or self._ours_failed, self.stopped_by) or reason
-        how = "gitopsd stopped it with ROLLBACK and " if self.stopped_by else ""
-        if status == "ROLLBACK_SUCCESSFUL" or (self.stopped_by and status == "STOPPED"):
+        if self.stopped_by and status in ("ROLLBACK_SUCCESSFUL", "STOPPED"):
             return Verdict(
                 "ROLLED_BACK",
-                f"{label} failed ({why}); {how}ECS rolled back to {back}",
+                f"{label} failed ({why}); gitopsd stopped it with ROLLBACK and ECS rolled back "
+                f"to {back}",
                 by_ecs=True,
+            )
+        if status == "ROLLBACK_SUCCESSFUL":
+            return Verdict(
+                "ROLLED_BACK", f"{label} failed ({why}); ECS rolled back to {back}", by_ecs=True
             )
         if status == "ROLLBACK_FAILED":
             return Verdict("FAILED", f"{label} failed and ECS's rollback failed too ({why})", True)
