@@ -610,6 +610,8 @@ async def _poll(
             sds = await _service_deployments(client, pending)
         except BackendUnavailable as exc:
             log.warning("rollout.poll_failed", app=app.name, error=str(exc))
+            for r in pending:  # a pause nobody can see any more counts against the deadline
+                r.paused_at = None
         else:
             for r in pending:
                 arn = r.watcher.target.service_deployment
