@@ -288,3 +288,17 @@ def test_a_failing_gate_stops_the_deployment_and_the_verdict_names_it() -> None:
 
 def messages_of(w: RolloutWatcher) -> list[str]:
     return list(w.events)
+
+
+def test_a_pause_that_timed_out_into_rollback_is_the_cause_one_that_continued_is_not() -> None:
+    w = watcher([])
+    w.observe(service(), sd("IN_PROGRESS", "POST_TEST_TRAFFIC_SHIFT", hooks=[pause("TIMED_OUT")]))
+    verdict = w.observe(service(OLD), rolled_back(statusReason="hook timed out"))
+    assert verdict is not None
+    assert "(lifecycle hook PAUSE hook-1 TIMED_OUT at POST_TEST_TRAFFIC_SHIFT)" in verdict.message
+    w = watcher([])
+    went_on = dict(pause("TIMED_OUT"), timeoutAction="CONTINUE")
+    w.observe(service(), sd("IN_PROGRESS", "POST_TEST_TRAFFIC_SHIFT", hooks=[went_on]))
+    verdict = w.observe(service(OLD), rolled_back(statusReason="stopped by a user"))
+    assert verdict is not None
+    assert "(stopped by a user)" in verdict.message

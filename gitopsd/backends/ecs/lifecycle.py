@@ -173,7 +173,8 @@ def read(sd: dict[str, Any]) -> Lifecycle:
             "  ", " "
         )
         for h in hooks
-        if h.get("status") in ("FAILED", "TIMED_OUT")
+        if h.get("status") == "FAILED"
+        or (h.get("status") == "TIMED_OUT" and h.get("timeoutAction") != "CONTINUE")
     ]
     return Lifecycle(
         strategy=strategy_of(config),
