@@ -86,7 +86,7 @@ class Reconciler:
         *,
         events: EventSink | None = None,
         wait: bool | None = None,
-        max_parallel_apps: int = 4,
+        max_parallel_apps: int | None = None,
         listener: Listener | None = None,
         confirm_prune: bool = False,
         store: StateStore | None = None,
@@ -110,7 +110,10 @@ class Reconciler:
         #: Apps whose pass a newer commit superseded during apply: their verify is skipped
         #: (the next pass follows the newer rollout).
         self.superseded: set[str] = set()
-        self._apps_limit = anyio.CapacityLimiter(max_parallel_apps)
+        #: Apps in one :meth:`run` at once (default ``[daemon].max_parallel_apps``).
+        self._apps_limit = anyio.CapacityLimiter(
+            max_parallel_apps or config.daemon.max_parallel_apps
+        )
         #: Hears each rollout stage change, with the app's name (the agent's status); must
         #: return at once.
         self.on_rollout: Callable[[str, RolloutProgress], None] | None = None
