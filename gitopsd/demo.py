@@ -21,7 +21,17 @@ happens, printing the agent's interesting log lines and watching AWS:
 6. the worker app is switched to ``drift = "heal"`` (config rewritten, SIGHUP: the
    agent reloads): the reloaded agent's first pass reverts the drift, and its drift
    check then heals a new one by itself;
-7. SIGTERM: the agent stops and exits 0.
+7. progressive delivery on ECS's own CANARY strategy: the api app
+   (``examples/progressive``) is added; its deployment waits at a PAUSE hook, the
+   agent says "approval needed", and ``gitopsd approve api`` lets ECS go on
+   (test traffic, a 10% canary, 100%, bake);
+8. the next api release is approved too, but its alarm fires during the bake: ECS
+   rolls it back, the agent reports the alarm by name, and ``gitopsd history api``
+   shows both decisions next to their deployments;
+9. SIGTERM: the agent stops and exits 0.
+
+The local endpoint runs with ``--minute-seconds 1``: a configured "minute" (bake
+times, hook timeouts) lasts one second, so the canary's bakes take seconds.
 
 Every wait polls with a deadline. On a failure the agent's last log lines are
 printed and the demo exits non-zero. Everything lives in a temporary directory
@@ -58,6 +68,20 @@ EXAMPLES = ROOT / "examples"
 EXAMPLE_CONFIG = ROOT / "config" / "example.toml"
 FAIL_PATTERN = "*:broken*"
 WEB_TD = "apps/web/base/task-definition.yaml"
+API_MANIFEST = "progressive/api.yaml"
+API_ALARM = "api-5xx"
+#: Simulated seconds per configured "minute" (bake times) on the demo's endpoint.
+MINUTE_SECONDS = 1.0
+#: The canary app the demo adds in step 7 (examples/progressive).
+API_APP = """\
+[[apps]]
+name = "api"
+source = "examples"
+path = "progressive"
+cluster = "demo"
+  [apps.sync]
+  timeout = "5m"
+"""
 
 #: The demo's agent settings: short intervals so that the story moves.
 DAEMON_INTERVAL = 2.0
@@ -83,6 +107,8 @@ SHOWN_EVENTS = frozenset(
         "agent.reloading",
         "agent.stopping",
         "agent.stopped",
+        "rollout.stage",
+        "approval.decided",
     }
 )
 #: Log fields not worth showing.
@@ -148,7 +174,7 @@ secret_env = "{HOOK_SECRET_ENV}"
 """
 
 
-def agent_config(base: str, *, heal_worker: bool = False) -> str:
+def agent_config(base: str, *, heal_worker: bool = False, api: bool = False) -> str:
     """The example configuration with the demo's intervals, HTTP server and webhook."""
 
     def insert(text: str, after: str, lines: str) -> str:
@@ -163,6 +189,8 @@ def agent_config(base: str, *, heal_worker: bool = False) -> str:
         if not sep:
             raise ValueError(f"{EXAMPLE_CONFIG} has no app 'worker'")
         text = head + sep + insert(worker, "[apps.sync]\n", '  drift = "heal"\n')
+    if api:
+        text += "\n" + API_APP
     return text + "\n" + AGENT_SETTINGS
 
 
@@ -521,6 +549,8 @@ class Demo:
         self.broken_image()
         self.drift_warned()
         self.drift_healed()
+        self.canary_approved()
+        self.canary_alarm()
         self.stop()
 
     def first_sync(self) -> None:
@@ -740,8 +770,131 @@ class Demo:
         say(f"Reverted {took:.1f}s later: worker runs desiredCount 1, as Git says.")
         self.gitopsd("status")
 
+    # -- progressive delivery ----------------------------------------------------
+    def api_deployment(self) -> dict[str, Any] | None:
+        """The api service's newest service deployment, described (None before one)."""
+        briefs = self.ecs.list_service_deployments(cluster="demo", service="api")
+        found = briefs.get("serviceDeployments") or []
+        if not found:
+            return None
+        arn = found[0]["serviceDeploymentArn"]
+        described = self.ecs.describe_service_deployments(serviceDeploymentArns=[arn])
+        deployments: list[dict[str, Any]] = described.get("serviceDeployments") or []
+        return deployments[0] if deployments else None
+
+    def api_status(self, *statuses: str) -> dict[str, Any] | None:
+        sd = self.api_deployment()
+        return sd if sd is not None and sd.get("status") in statuses else None
+
+    def approve(self, mark: int, *args: str) -> None:
+        """Wait for the agent to ask for an approval of api, show it, and give it."""
+        self.wait_for(
+            "the agent to say api needs an approval",
+            lambda: self.a.log.find("approval.needed", mark, app="api"),
+        )
+        rollouts = self.a.app("api").get("progress") or self.a.app("api").get("rollouts")
+        say(f"The deployment waits at its PAUSE hook. The agent's status of api: {rollouts}")
+        self.gitopsd("status")
+        self.gitopsd("approve", "api", *args)
+
+    def canary_approved(self) -> None:
+        step(7, "Progressive delivery: a canary that waits for an approval")
+        cloudwatch = self.aws.boto3_client("cloudwatch")
+        cloudwatch.put_metric_alarm(
+            AlarmName=API_ALARM,
+            Namespace="AWS/ApplicationELB",
+            MetricName="HTTPCode_Target_5XX_Count",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=5,
+            ComparisonOperator="GreaterThanThreshold",
+        )
+        shell(f"aws cloudwatch put-metric-alarm --alarm-name {API_ALARM} ...   # 5xx > 5/min")
+        shutil.copytree(EXAMPLES / "progressive", self.repo / "progressive")
+        self.commit("Add the api app: a canary release with an approval")
+        say(
+            f"""
+            examples/progressive/api.yaml asks ECS for its own CANARY strategy: test traffic
+            first, a PAUSE hook (POST_TEST_TRAFFIC_SHIFT) that waits for an approval, 10% of
+            production traffic for a 2-minute canary bake, then 100% and a 5-minute bake;
+            the alarm {API_ALARM} rolls it back. (This endpoint runs a "minute" in
+            {MINUTE_SECONDS:g}s.) The app is added to the config; SIGHUP reloads it:
+            """
+        )
+        self.config.write_text(agent_config(self.base_config, heal_worker=True, api=True))
+        mark = len(self.a.log.events)
+        shell(f"kill -HUP {self.a.proc.pid}")
+        self.a.proc.send_signal(signal.SIGHUP)
+        restarted = self.wait_for(
+            "the agent to reload", lambda: self.a.log.find("agent.started", mark), timeout=30
+        )
+        self.a.url = str(restarted["url"])
+        self.approve(mark)
+        sd = self.wait_for(
+            "api's deployment to succeed", lambda: self.api_status("SUCCESSFUL"), timeout=90
+        )
+        self.wait_for("api:1 rolled out", lambda: self.completed("api", "api:1"))
+        self.wait_for("api Ready", lambda: self.ready("api"))
+        say(
+            f"""
+            Approved through the running agent (it made the ContinueServiceDeployment call
+            and recorded who). ECS then shifted traffic and baked; the agent followed
+            each stage (the rollout.stage lines) and reported the service deployment
+            {sd["status"]}. api is Ready. (The bake countdown reads configured minutes;
+            this endpoint runs each in {MINUTE_SECONDS:g}s.)
+            """
+        )
+
+    def canary_alarm(self) -> None:
+        step(8, "The next canary: approved, then its alarm fires during the bake")
+        self.edit(API_MANIFEST, "nginx:1.27", "nginx:1.28")
+        mark = len(self.a.log.events)
+        self.commit("api: nginx 1.28")
+        self.approve(mark, "--by", "alice", "--reason", "test traffic looks fine")
+        self.wait_for(
+            "api's deployment to reach BAKE_TIME",
+            lambda: (
+                (sd := self.api_deployment()) is not None
+                and sd.get("lifecycleStage") == "BAKE_TIME"
+                and sd.get("status") == "IN_PROGRESS"
+            ),
+            timeout=90,
+        )
+        cloudwatch = self.aws.boto3_client("cloudwatch")
+        cloudwatch.set_alarm_state(
+            AlarmName=API_ALARM, StateValue="ALARM", StateReason="5xx rate above 5 a minute"
+        )
+        shell(f"aws cloudwatch set-alarm-state --alarm-name {API_ALARM} --state-value ALARM ...")
+        failed = self.wait_for(
+            "the agent to report the rollback",
+            lambda: self.a.log.find("agent.app_failed", mark, app="api"),
+        )
+        sd = self.wait_for(
+            "ECS's rollback to finish",
+            lambda: self.api_status("ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED"),
+        )
+        svc = self.service("api") or {}
+        if sd["status"] != "ROLLBACK_SUCCESSFUL" or not str(svc.get("taskDefinition")).endswith(
+            "/api:1"
+        ):
+            raise DemoFailed(f"api was not rolled back to api:1: {sd['status']}")
+        message = str(failed.get("message") or failed.get("error") or "")
+        if API_ALARM not in json.dumps(failed) and API_ALARM not in message:
+            raise DemoFailed(f"the agent's report does not name the alarm: {failed}")
+        cloudwatch.set_alarm_state(AlarmName=API_ALARM, StateValue="OK", StateReason="recovered")
+        say(
+            f"""
+            ECS saw {API_ALARM} go to ALARM during the bake and rolled the deployment back
+            (traffic back on api:1); the agent reported the failed rollout naming the alarm
+            and will not redeploy that commit. `gitopsd history api` keeps both decisions
+            next to their deployments:
+            """
+        )
+        self.gitopsd("history", "api")
+
     def stop(self) -> None:
-        step(7, "Stop the agent")
+        step(9, "Stop the agent")
         agent = self.a
         shell(f"kill -TERM {agent.proc.pid}")
         agent.proc.send_signal(signal.SIGTERM)
@@ -780,7 +933,7 @@ def main() -> int:
         demo: Demo | None = None
         try:
             with LocalAws() as aws:
-                aws.configure(pace=4.0, fail_images=[FAIL_PATTERN])
+                aws.configure(pace=4.0, fail_images=[FAIL_PATTERN], minute_seconds=MINUTE_SECONDS)
                 demo = Demo(Path(tmp), aws)
                 try:
                     demo.run()
