@@ -56,12 +56,10 @@ from gitopsd.manifests.render import RenderCache, render_app
 from gitopsd.manifests.schema import Schema
 from gitopsd.model import Resource, Revision
 from gitopsd.plugins import ApproverEntry
-from gitopsd.statestore import StateStore, StateStoreError, update
+from gitopsd.statestore import APPROVALS, StateStore, StateStoreError, update
 
 log = structlog.get_logger(__name__)
 
-#: The state store namespace of decisions: one document per app (docs/state.md).
-APPROVALS = "approvals"
 #: Decisions kept per app (the oldest are dropped; a document stays far below 64 KiB).
 MAX_KEPT = 100
 #: Hook ids remembered per app as announced or decided (bounded, oldest forgotten).

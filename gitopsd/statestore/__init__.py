@@ -38,7 +38,8 @@ AGENT = "agent"  # per app: suspended, failed_commit, last_attempted, drift figh
 APPLIED = "applied"  # per app: the last commit applied (history-rewrite detection)
 DELIVERIES = "webhook-deliveries"  # per "<hook>/<delivery id>": when it was seen
 ALERTS = "alerts"  # per notifier channel: what was sent and when, recoveries owed
-NAMESPACES = (AGENT, APPLIED, DELIVERIES, ALERTS)
+APPROVALS = "approvals"  # per app: the newest decisions at PAUSE hooks (who, when, why)
+NAMESPACES = (AGENT, APPLIED, DELIVERIES, ALERTS, APPROVALS)
 
 #: How many times :func:`update` re-reads and retries after a conflict, and the longest
 #: random pause before a retry (so two writers in step do not keep colliding).
@@ -172,6 +173,7 @@ __all__ = [
     "AGENT",
     "ALERTS",
     "APPLIED",
+    "APPROVALS",
     "DELIVERIES",
     "NAMESPACES",
     "Entry",
