@@ -137,14 +137,23 @@ async def plan_app(
             where = f"in cluster {app.cluster!r}"
             _check_owner(app, svc.key, live.get("tags", []), where)
 
+    running = _running_revisions(services, live_services)
     td_changes: dict[str, ResourceChange] = {}
+    unsettled: list[Resource] = []
+    for td in tds:  # in sync by what is known already: no call, no task
+        known = _plan_td_from_memory(client, app, td, running.get(td.name, ""))
+        if known is None:
+            unsettled.append(td)
+        else:
+            td_changes[td.name] = known
 
     async def plan_td(td: Resource) -> None:
-        td_changes[td.name] = await _plan_task_definition(client, app, td, services, live_services)
+        td_changes[td.name] = await _plan_task_definition(client, app, td, running.get(td.name, ""))
 
-    async with anyio.create_task_group() as tg:
-        for td in tds:
-            tg.start_soon(plan_td, td)
+    if unsettled:
+        async with anyio.create_task_group() as tg:
+            for td in unsettled:
+                tg.start_soon(plan_td, td)
 
     changes: list[ResourceChange] = [td_changes[td.name] for td in tds]
     for svc in services:
@@ -188,37 +197,60 @@ def _rollout_details(svc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _running_revisions(
+    services: Sequence[Resource], live_services: dict[str, dict[str, Any]]
+) -> dict[str, str]:
+    """Family -> the ARN of the revision of it that the first of the app's services naming
+    that family runs (the revision a task definition is compared with)."""
+    running: dict[str, str] = {}
+    for svc in services:
+        family = svc.spec.get("taskDefinition")
+        live = live_services.get(svc.name)
+        if not isinstance(family, str) or family in running or live is None:
+            continue
+        arn = str(live.get("taskDefinition", ""))
+        if td_family(arn) == family:
+            running[family] = arn
+    return running
+
+
+def _plan_td_from_memory(
+    client: EcsClient, app: AppConfig, td: Resource, running: str
+) -> ResourceChange | None:
+    """The no-op plan of ``td`` when the revision its service runs is cached and matches
+    (no call needed); None when the full plan must decide."""
+    reference = client.td_cache.get(running) if running else None
+    if reference is None:
+        return None
+    spec, changes = _compare_td(client.td_cache.in_sync, app, td, reference)
+    if changes:
+        return None
+    _check_owner(app, td.key, reference.get("tags", []), f"({td_label(running)})")
+    details = {"spec": spec, "arn": running, "label": td_label(running)}
+    return ResourceChange(td.kind, td.name, Action.NOOP, origin=td.origin, details=details)
+
+
 async def _reference_task_definition(
-    client: EcsClient,
-    td: Resource,
-    services: Sequence[Resource],
-    live_services: dict[str, dict[str, Any]],
-) -> tuple[dict[str, Any] | None, str, bool, dict[str, Any] | None]:
-    """The revision to compare with, the ARN of the one a service runs ("" when none
+    client: EcsClient, td: Resource, running: str
+) -> tuple[dict[str, Any] | None, bool, dict[str, Any] | None]:
+    """The revision to compare with (``running``: the one a service runs, "" when none
     does), whether it came from the cache (its tags may be old), and the family's newest
     ACTIVE revision when it was described meanwhile (None: not asked, or none)."""
-    for svc in services:
-        live = live_services.get(svc.name)
-        if (
-            svc.spec.get("taskDefinition") == td.name
-            and live is not None
-            and td_family(live.get("taskDefinition", "")) == td.name
-        ):
-            running = str(live["taskDefinition"])
-            found = client.td_cache.get(running)
-            if found is not None:
-                return found, running, True, None
-            # Not seen yet: the family's newest revision is, as a rule, the one the service
-            # runs; described by family name, it also serves the checks of a write.
-            latest = await _latest_fresh(client, td.name)
-            if latest is not None and latest["taskDefinitionArn"] == running:
-                return latest, running, False, latest
-            return await client.task_definition(running, fresh=True), running, False, latest
+    if running:
+        found = client.td_cache.get(running)
+        if found is not None:
+            return found, True, None
+        # Not seen yet: the family's newest revision is, as a rule, the one the service
+        # runs; described by family name, it also serves the checks of a write.
+        latest = await _latest_fresh(client, td.name)
+        if latest is not None and latest["taskDefinitionArn"] == running:
+            return latest, False, latest
+        return await client.task_definition(running, fresh=True), False, latest
     arn = await client.latest_task_definition_arn(td.name)
     if arn is None:
-        return None, "", False, None
+        return None, False, None
     found, cached = await _describe(client, arn)
-    return found, "", cached, None
+    return found, cached, None
 
 
 async def _describe(client: EcsClient, arn: str) -> tuple[dict[str, Any], bool]:
@@ -260,15 +292,9 @@ def _compare_td(
 
 
 async def _plan_task_definition(
-    client: EcsClient,
-    app: AppConfig,
-    td: Resource,
-    services: Sequence[Resource],
-    live_services: dict[str, dict[str, Any]],
+    client: EcsClient, app: AppConfig, td: Resource, running: str
 ) -> ResourceChange:
-    reference, running, cached, latest = await _reference_task_definition(
-        client, td, services, live_services
-    )
+    reference, cached, latest = await _reference_task_definition(client, td, running)
     if reference is None:
         return ResourceChange(
             td.kind, td.name, Action.CREATE, origin=td.origin, details={"spec": td.spec}
