@@ -95,6 +95,31 @@ def _unknown_plugins(cfg: Config, registry: PluginRegistry) -> list[str]:
     ]
 
 
+def _gate_problems(cfg: Config, registry: PluginRegistry) -> list[str]:
+    """``apps[i].gates[j].type`` values no enabled plugin provides (``cloudwatch`` is built in),
+    and the options a plugin refused, so ``config check`` finds them before a pass does."""
+    from gitopsd.plugins import PluginConfigError
+
+    problems = []
+    for i, app in enumerate(cfg.apps):
+        for j, gate in enumerate(app.gates):
+            if gate.type == "cloudwatch":
+                continue
+            where = f"apps[{i}].gates[{j}]"
+            try:
+                found = registry.gate(gate.name, gate.type, dict(gate.options))
+            except PluginConfigError as exc:
+                problems.append(f"{where}.options: {exc}")
+                continue
+            if found is None:
+                problems.append(
+                    f"{where}.type: no enabled plugin provides gate type {gate.type!r} "
+                    f"(app {app.name!r}, gate {gate.name!r}); install and enable the plugin "
+                    'that does, or use type = "cloudwatch"'
+                )
+    return problems
+
+
 def summary(label: str, cfg: Config, registry: PluginRegistry) -> str:
     """The one line ``config check`` prints for a valid configuration."""
 
@@ -117,6 +142,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     registry, refusal = _plugins(cfg)
     if refusal is not None:
         raise ConfigError(f"{source.label}: invalid plugin options\n  {refusal}")
+    gates = _gate_problems(cfg, registry)
+    if gates:
+        raise ConfigError(f"{source.label}: invalid gates\n  " + "\n  ".join(gates))
     print(summary(source.label, cfg, registry))
     for warning in _unknown_plugins(cfg, registry):
         print(f"gitopsd: warning: {source.label}: {warning}", file=sys.stderr)

@@ -272,3 +272,74 @@ def test_plugin_tables_no_plugin_checked(
     assert code == 0
     plugins = tomllib.loads(out)["plugins"]
     assert plugins == {"slakc": {"url_env": "***"}, "webhook": {"enabled": False, "url": "***"}}
+
+
+GATED_APP = """
+[[sources]]
+name = "platform"
+url = "https://git.example.com/platform.git"
+
+[[apps]]
+name = "web"
+source = "platform"
+cluster = "prod"
+[[apps.gates]]
+name = "errors"
+[apps.gates.cloudwatch]
+threshold = 5
+comparison = "GreaterThanThreshold"
+[[apps.gates.cloudwatch.queries]]
+Id = "errors"
+Expression = "SUM(METRICS())"
+[[apps.gates]]
+name = "p99"
+type = "prometheus"
+options = { url = "http://prometheus:9090" }
+"""
+
+
+def test_check_finds_a_gate_type_no_plugin_provides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "config", "check", "-c", str(write(tmp_path, GATED_APP)))
+    assert (code, out) == (2, "")
+    assert "invalid gates" in err
+    assert "apps[0].gates[1].type: no enabled plugin provides gate type 'prometheus'" in err
+    assert "gates[0]" not in err  # the built-in cloudwatch gate needs no plugin
+
+
+def test_check_accepts_a_gate_type_a_plugin_provides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gitopsd.plugins import PluginRegistry, hookimpl
+
+    class Prometheus:
+        @hookimpl
+        def gitopsd_gate(self, name: str, type: str, options: dict[str, object]) -> object | None:
+            if type != "prometheus":
+                return None
+            if "url" not in options:
+                raise ValueError("options.url: required")
+            return object()
+
+    discover = PluginRegistry.discover
+
+    def with_prometheus(*args: object, **kwargs: object) -> PluginRegistry:
+        registry = discover(*args, **kwargs)  # type: ignore[arg-type]
+        registry.register(Prometheus(), "prometheus")
+        return registry
+
+    monkeypatch.setattr(PluginRegistry, "discover", staticmethod(with_prometheus))
+    code, out, err = run(capsys, "config", "check", "-c", str(write(tmp_path, GATED_APP)))
+    assert (code, err) == (0, "")
+    assert ": valid (" in out
+    code, out, err = run(
+        capsys,
+        "config",
+        "check",
+        "-c",
+        str(write(tmp_path, GATED_APP.replace('options = { url = "http://prometheus:9090" }', ""))),
+    )
+    assert code == 2
+    assert "apps[0].gates[1].options:" in err
+    assert "options.url: required" in err
