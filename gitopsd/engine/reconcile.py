@@ -114,6 +114,11 @@ class Reconciler:
         self._apps_limit = anyio.CapacityLimiter(
             max_parallel_apps or config.daemon.max_parallel_apps
         )
+        #: Renders are CPU-bound (the GIL runs one at a time anyway) and read their source
+        #: under its lock: the apps of one source render one at a time, so the first app
+        #: rendered starts its API calls while the next renders, instead of every app's
+        #: render finishing last and together. By source name.
+        self._render_limits: dict[str, anyio.CapacityLimiter] = {}
         #: Hears each rollout stage change, with the app's name (the agent's status); must
         #: return at once.
         self.on_rollout: Callable[[str, RolloutProgress], None] | None = None
@@ -231,6 +236,7 @@ class Reconciler:
                     reader,
                     app,
                     schema,
+                    limiter=self._render_limits.setdefault(app.source, anyio.CapacityLimiter(1)),
                 )
                 outcome = replace(outcome, resources=tuple(resources))
                 if mode is Mode.RENDER:
