@@ -23,6 +23,8 @@ ECS service to a :class:`~gitopsd.local_aws.deployments.ServiceSim`:
   ``advancedConfiguration``, hooks on stages they may not use). Deployment
   alarms are read from moto's CloudWatch of the same account and region
   (:mod:`gitopsd.local_aws.alarms`) each time a service is brought up to date.
+- UpdateService keeps the ``lifecycleHooks`` and ``alarms`` a new
+  deploymentConfiguration leaves out, as ECS does (sent empty, they are cleared).
 - Quirks fixed to behave as AWS: CreateService keeps deploymentConfiguration
   (defaults filled in), enableExecuteCommand, healthCheckGracePeriodSeconds,
   capacityProviderStrategy, placement constraints/strategy; creating an ACTIVE
@@ -371,7 +373,9 @@ class SimulatedEcsBackend(EC2ContainerServiceBackend):
         task_definition_str = props.pop("task_definition", None)
         force = bool(props.pop("force_new_deployment", False))
         desired = props.pop("desired_count", None)
-        configuration = props.pop("deployment_configuration", None)
+        configuration = _keep_unsent(
+            props.pop("deployment_configuration", None), service.deployment_configuration
+        )
         new_td = self.describe_task_definition(task_definition_str) if task_definition_str else None
         _validate(
             configuration if configuration is not None else service.deployment_configuration,
@@ -568,6 +572,19 @@ class SimulatedEcsBackend(EC2ContainerServiceBackend):
             else:
                 found.append(service_revision_shape(sim, revision))
         return found, failures
+
+
+#: deploymentConfiguration members UpdateService keeps when a request leaves them out: ECS
+#: clears them only when sent (``lifecycleHooks: []``, alarms with ``enable`` false).
+KEPT_WHEN_UNSENT = ("lifecycleHooks", "alarms")
+
+
+def _keep_unsent(configuration: Any, current: Any) -> Any:
+    """UpdateService's ``deploymentConfiguration`` with the kept members of ``current``."""
+    if not isinstance(configuration, dict) or not isinstance(current, dict):
+        return configuration
+    kept = {k: current[k] for k in KEPT_WHEN_UNSENT if k not in configuration and k in current}
+    return {**configuration, **kept}
 
 
 def _validate(configuration: Any, load_balancers: Any) -> None:
