@@ -25,6 +25,7 @@ never leaves a duplicate revision.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -187,6 +188,8 @@ def _service_requests(
             value = spec.get(name, MISSING)
             if value is MISSING:
                 value = service_reset_value(name, spec)
+            if name == "deploymentConfiguration":
+                value = _clear_dropped(value, change)
             body[name] = value
         requests.append(
             Request(
@@ -204,6 +207,35 @@ def _service_requests(
         change.details.get("live_tags", {}), tags, app,
     )  # fmt: skip
     return requests
+
+
+#: deploymentConfiguration members ECS keeps when an UpdateService leaves them out, and the
+#: value that clears each (what Terraform and Copilot had to learn to send).
+_CLEARED_WHEN_DROPPED: dict[str, Any] = {
+    "lifecycleHooks": [],
+    "alarms": {"alarmNames": [], "enable": False, "rollback": False},
+}
+
+
+def _clear_dropped(value: Any, change: ResourceChange) -> Any:
+    """``deploymentConfiguration`` with an explicit clear of each kept member the plan drops.
+
+    Without it a manifest that drops its hooks or alarms (switching back to ROLLING, say)
+    would leave them on the service, and every later diff would show them again.
+    """
+    if not isinstance(value, Mapping):
+        return value
+    dropped = {
+        tokens[1]
+        for c in change.changes
+        if len(tokens := split_pointer(c.path)) > 1 and tokens[0] == "deploymentConfiguration"
+    }
+    clears = {
+        k: copy.deepcopy(v)
+        for k, v in _CLEARED_WHEN_DROPPED.items()
+        if k in dropped and k not in value
+    }
+    return {**value, **clears} if clears else value
 
 
 def validate_requests(requests: list[Request]) -> None:

@@ -1,0 +1,104 @@
+"""Progressive delivery as a user meets it: the cases a first review found broken.
+
+The real CLI against the local endpoint and a git daemon (tests/e2e/conftest.py).
+Each test names the user's step and what went wrong before the fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gitopsd.local_aws.testing import LocalAws
+
+from .conftest import CLUSTER, Env
+
+SERVICE = "apps/web/base/service.yaml"
+TG = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup"
+RULE = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/shop/1/2"
+ROLE = "arn:aws:iam::123456789012:role/ecs-infrastructure"
+FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:smoke"
+ALARM = "web-5xx"
+
+HEAD = f"""\
+kind: Service
+serviceName: web
+taskDefinition: web
+desiredCount: 2
+launchType: EC2
+loadBalancers:
+  - targetGroupArn: {TG}/blue/1
+    containerName: web
+    containerPort: 80
+    advancedConfiguration:
+      alternateTargetGroupArn: {TG}/green/1
+      productionListenerRule: {RULE}/3
+      roleArn: {ROLE}
+"""
+
+BLUE_GREEN_WITH_HOOK_AND_ALARM = f"""\
+deploymentConfiguration:
+  strategy: BLUE_GREEN
+  lifecycleHooks:
+    - targetType: AWS_LAMBDA
+      hookTargetArn: {FUNCTION}
+      roleArn: {ROLE}
+      lifecycleStages: [POST_SCALE_UP]
+  alarms:
+    alarmNames: [{ALARM}]
+    enable: true
+    rollback: true
+"""
+
+
+def put_alarm(aws: LocalAws, name: str) -> None:
+    aws.boto3_client("cloudwatch").put_metric_alarm(
+        AlarmName=name,
+        MetricName="HTTPCode_Target_5XX_Count",
+        Namespace="AWS/ApplicationELB",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=5,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+
+
+def live_configuration(env: Env) -> dict[str, Any]:
+    return dict(env.service("web")["deploymentConfiguration"])
+
+
+@pytest.mark.parametrize(
+    "rolling",
+    [
+        pytest.param("deploymentConfiguration:\n  strategy: ROLLING\n", id="kept-block"),
+        pytest.param("", id="dropped-block"),
+    ],
+)
+def test_back_to_rolling_clears_hooks_and_alarms_and_converges(env: Env, rolling: str) -> None:
+    """A BLUE_GREEN service with a hook and an alarm, switched back to ROLLING in Git.
+
+    ECS keeps the hooks and alarms an UpdateService leaves out, so a plain "send what
+    the manifest says" left them on the service and every later diff showed them again.
+    """
+    put_alarm(env.aws, ALARM)
+    env.repo.write(SERVICE, HEAD + BLUE_GREEN_WITH_HOOK_AND_ALARM)
+    env.commit("web: blue/green with a smoke test and an alarm")
+    run = env.gitopsd("sync", "web")
+    assert run.code == 0, run.out + run.err
+    assert live_configuration(env)["lifecycleHooks"]
+
+    env.repo.write(SERVICE, HEAD + rolling)
+    env.commit("web: back to rolling")
+    run = env.gitopsd("sync", "web")
+    assert run.code == 0, run.out + run.err
+
+    live = live_configuration(env)
+    assert live["strategy"] == "ROLLING"
+    assert not live.get("lifecycleHooks"), live
+    assert not (live.get("alarms") or {}).get("enable"), live
+    run = env.gitopsd("diff", "web")
+    assert run.code == 0, run.out + run.err
+    assert "in sync" in run.out
+    assert env.service("web")["clusterArn"].endswith(f"/{CLUSTER}")
