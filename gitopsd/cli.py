@@ -308,10 +308,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         apps = anyio.run(get_status, _socket(args))
     except AgentUnreachable as exc:
-        if args.output == "json":
-            print(dump_json({"error": str(exc)}, indent=None))
-        else:
-            print(f"{exc}; reading live state instead (read-only):", file=sys.stderr)
+        # stderr in both formats: stdout stays one JSON document ("agent": false says it).
+        print(f"{exc}; reading live state instead (read-only):", file=sys.stderr)
         return _status_from_aws(args)
     if args.output == "json":
         print(dump_json({"apps": apps}))

@@ -6,6 +6,7 @@ Each test names the user's step and what went wrong before the fix.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -102,3 +103,16 @@ def test_back_to_rolling_clears_hooks_and_alarms_and_converges(env: Env, rolling
     assert run.code == 0, run.out + run.err
     assert "in sync" in run.out
     assert env.service("web")["clusterArn"].endswith(f"/{CLUSTER}")
+
+
+def test_status_json_without_an_agent_is_one_json_document(env: Env) -> None:
+    """``gitopsd status -o json | jq``: with no agent running, stdout held an error
+    object and then the status document, which no JSON reader accepts."""
+    run = env.gitopsd("sync", "web")
+    assert run.code == 0, run.out + run.err
+    status = env.gitopsd("status", "-o", "json")
+    assert status.code == 0, status.out + status.err
+    document = json.loads(status.out)
+    assert document["agent"] is False
+    assert [row["app"] for row in document["apps"]] == ["web", "worker"]
+    assert "no gitopsd agent is running" in status.err
