@@ -343,6 +343,14 @@ class Approvals:
             if seen.request.key != progress.key or (needed and hid == hook_id):
                 continue
             del pending[hid]  # decided, timed out, or the deployment moved on
+            if progress.deployment and progress.deployment != seen.request.deployment:
+                # A newer deployment of the service replaced the paused one (a newer commit):
+                # neither a timeout nor a decision, and the new one's state says nothing of it.
+                log.info(
+                    "approval.superseded", app=app.name, key=progress.key, hook=hid,
+                    deployment=seen.request.deployment, newer=progress.deployment,
+                )  # fmt: skip
+                continue
             if hid not in self._decided.get(app.name, {}):
                 timed_out = "TIMED_OUT" in details.get("hooks", "")
                 went = ROLLBACK if progress.stage.status.startswith("ROLLBACK") else CONTINUE
@@ -408,7 +416,8 @@ class Approvals:
     async def _consult_loop(self, app: AppConfig, resources: list[Resource]) -> None:
         approvers = [a for a in self.approvers if a.serves(app.name)]
         while True:
-            await self._record_timeouts(app)
+            with anyio.CancelScope(shield=True):  # the end of verify must not lose a timeout
+                await self._record_timeouts(app)
             for hook_id, seen in list(self.pending.get(app.name, {}).items()):
                 if not seen.enriched:
                     seen = await self._enrich(app, resources, seen)
