@@ -116,3 +116,33 @@ def test_status_json_without_an_agent_is_one_json_document(env: Env) -> None:
     assert document["agent"] is False
     assert [row["app"] for row in document["apps"]] == ["web", "worker"]
     assert "no gitopsd agent is running" in status.err
+
+
+LINEAR_IN_TWO_STEPS = """\
+deploymentConfiguration:
+  strategy: LINEAR
+  linearConfiguration:
+    stepPercent: 50
+    stepBakeTimeInMinutes: 1
+  bakeTimeInMinutes: 1
+"""
+
+
+def test_sync_prints_each_stage_and_the_traffic_split(env: Env) -> None:
+    """``gitopsd sync`` of a LINEAR service, as in docs/progressive-delivery.md ("What you
+    see while ECS deploys"): the stage lines went to the log only, so the command's own
+    output showed task counts and nothing of the stages, traffic split or bake."""
+    env.aws.configure(minute_seconds=0.2)  # a configured "minute" is 0.2 s
+    env.repo.write(SERVICE, HEAD + LINEAR_IN_TWO_STEPS)
+    env.commit("web: linear")
+    run = env.gitopsd("sync", "web")
+    assert run.code == 0, run.out + run.err
+    env.edit("apps/web/base/task-definition.yaml", "nginx:1.27", "nginx:1.28")
+    env.commit("web: nginx 1.28")
+    run = env.gitopsd("sync", "web")
+    assert run.code == 0, run.out + run.err
+    lines = [line.strip() for line in run.out.splitlines()]
+    prefix = "Service/web: web:2: LINEAR: "  # the 100% step lasts less than a poll here
+    shown = [line for line in lines if line.startswith(prefix)]
+    baking = next(i for i, line in enumerate(shown) if line.startswith(f"{prefix}BAKE_TIME, "))
+    assert shown.index(f"{prefix}PRODUCTION_TRAFFIC_SHIFT 50% production traffic, baking") < baking

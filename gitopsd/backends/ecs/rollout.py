@@ -412,6 +412,14 @@ class RolloutWatcher:
             stage_to=str(stage),
             message=message,
         )
+        if (
+            self.progress is not None
+            and life is not None
+            and life.native
+            and life.status in FORWARD
+        ):
+            # The command's own output (``gitopsd sync``): the step, split, bake and approval.
+            self.progress(self.key, message.removeprefix(f"{self.key}: "))
         if self.on_progress is not None:
             try:
                 self.on_progress(progress)
