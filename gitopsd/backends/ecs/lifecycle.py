@@ -168,7 +168,10 @@ def read(sd: dict[str, Any]) -> Lifecycle:
         None,
     )
     problems = [
-        f"lifecycle hook {h.get('targetType', '?')} "
+        # A PAUSE hook only fails when someone answered it ContinueServiceDeployment ROLLBACK.
+        f"approval rejected at {stage} (PAUSE hook {h.get('hookId', '')})"
+        if h.get("targetType") == "PAUSE" and h.get("status") == "FAILED"
+        else f"lifecycle hook {h.get('targetType', '?')} "
         f"{h.get('targetArn') or h.get('hookId', '')} {h.get('status')} at {stage}".replace(
             "  ", " "
         )
