@@ -103,6 +103,16 @@ class GateRunner:
         """``(gate_<name>, last result)`` for each gate checked so far."""
         return tuple(sorted((f"gate_{k}", v) for k, v in self._shown.items()))
 
+    def never_checked(self) -> list[tuple[str, str]]:
+        """``(gate, last error)`` for each gate that ran but never got a result: every check
+        met a temporary error, so it guarded nothing."""
+        answered = {c.gate for c in self.checks if c.result is not None}
+        return [
+            (name, self._shown[name].removeprefix("not checked (temporary: ").removesuffix(")"))
+            for name in sorted({c.gate for c in self.checks} - answered)
+            if self._shown.get(name, "").startswith("not checked")
+        ]
+
     def next_due(self, phase: str) -> float | None:
         """When (clock) the next gate of ``phase`` is due; None when none runs in it."""
         times = [

@@ -7,13 +7,18 @@ Each test names the user's step and what went wrong before the fix.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gitopsd.config import GateConfig
+from gitopsd.errors import TemporaryError
+from gitopsd.gates import GateContext, GateResult
 from gitopsd.local_aws.testing import LocalAws
 
 from .conftest import CLUSTER, Env
+from .test_rollout_lifecycle import started, watch
 
 SERVICE = "apps/web/base/service.yaml"
 TG = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup"
@@ -146,3 +151,30 @@ def test_sync_prints_each_stage_and_the_traffic_split(env: Env) -> None:
     shown = [line for line in lines if line.startswith(prefix)]
     baking = next(i for i, line in enumerate(shown) if line.startswith(f"{prefix}BAKE_TIME, "))
     assert shown.index(f"{prefix}PRODUCTION_TRAFFIC_SHIFT 50% production traffic, baking") < baking
+
+
+class ThrottledGate:
+    """A gate whose every check meets throttling (CloudWatch's, or a plugin's backend)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def check(self, context: GateContext) -> GateResult:
+        self.calls += 1
+        raise TemporaryError("ThrottlingException: Rate exceeded")
+
+
+def test_a_gate_never_checked_is_said_in_the_verdict(aws: LocalAws, tmp_path: Path) -> None:
+    """A gate throttled for the whole rollout: every check skipped (temporary), ECS
+    finished, and the verdict read "COMPLETED: svc:2 rolled out" as if the gate had
+    watched it. It now says the gate never checked anything."""
+    gate = ThrottledGate()
+    config = GateConfig.model_validate({"name": "errors", "type": "metrics", "interval": "100ms"})
+    target = started(aws, {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 1})
+    status, _ = watch(aws, tmp_path, target, gates=[(config, gate)])
+    assert gate.calls >= 2
+    assert status.state == "COMPLETED", status.message
+    assert status.message == (
+        "svc:2 rolled out; gate errors never checked it (every check met a temporary error: "
+        "ThrottlingException: Rate exceeded)"
+    )

@@ -763,6 +763,8 @@ async def _judge(
                 verdict = Verdict(
                     "TIMED_OUT", f"no steady state within {timeout:g}s (sync.timeout)"
                 )
+        if verdict.state == "COMPLETED" and r.watcher.gates is not None:
+            verdict = _unguarded(r.watcher, verdict, r.watcher.gates.never_checked())
         if verdict.state == "COMPLETED" and r.watcher.target.desired:
             await _remember(last_good, r.watcher.service, r.watcher.td_arn)
         elif verdict.state in ("FAILED", "TIMED_OUT") and not verdict.by_ecs and roll_back:
@@ -770,6 +772,28 @@ async def _judge(
                 client, app, r.watcher, verdict, last_good, timeout, poll_interval
             )
         r.verdict = verdict
+
+
+def _unguarded(
+    watcher: RolloutWatcher, verdict: Verdict, unchecked: list[tuple[str, str]]
+) -> Verdict:
+    """A completed rollout whose gates never got a result (throttled every time) says so:
+    "COMPLETED" alone reads as if they had watched it."""
+    if not unchecked:
+        return verdict
+    for name, error in unchecked:
+        log.warning(
+            "gate.never_checked",
+            app=watcher.app.name,
+            service=watcher.service,
+            gate=name,
+            error=error,
+        )
+    said = "; ".join(
+        f"gate {name} never checked it (every check met a temporary error: {error})"
+        for name, error in unchecked
+    )
+    return Verdict(verdict.state, f"{verdict.message}; {said}", verdict.by_ecs)
 
 
 async def _remember(record: JsonRecord, service: str, td_arn: str) -> None:
