@@ -330,11 +330,49 @@ def _status_from_aws(args: argparse.Namespace) -> int:
     paint = Painter(sys.stdout, args.color)
     outcomes = anyio.run(_run_pass, cfg, args, Mode.PLAN, paint)
     rows = [status_row(o) for o in outcomes]
+    anyio.run(_say_paused, cfg, outcomes, rows)
     if args.output == "json":
         print(dump_json({"apps": rows, "agent": False}))
     else:
         print(format_status_table(rows, paint))
     return EXIT_OK if all(o.ok for o in outcomes) else EXIT_ERROR
+
+
+async def _say_paused(cfg: Config, outcomes: list[Any], rows: list[dict[str, Any]]) -> None:
+    """No agent to say it: an app whose rollout waits at a PAUSE hook gets "approval
+    needed" (what, until when, the command) as its message."""
+    from datetime import UTC, datetime
+
+    from gitopsd.engine.reconcile import Mode
+    from gitopsd.errors import GitopsdError
+
+    waiting = [
+        (o, row) for o, row in zip(outcomes, rows, strict=True) if row["health"] == "Progressing"
+    ]
+    if not waiting:
+        return
+    async with _backend(cfg, Mode.PLAN, None, None) as backend:
+        for o, row in waiting:
+            try:
+                hooks = await backend.paused_hooks(cfg.app(o.app), o.resources)
+            except GitopsdError:
+                continue  # the table still says Progressing
+            said = []
+            for h in hooks:
+                until = (
+                    datetime.fromtimestamp(h.expires_at, UTC).strftime(" until %Y-%m-%d %H:%M:%SZ")
+                    if h.expires_at
+                    else ""
+                )
+                action = f" (then {h.timeout_action})" if h.timeout_action else ""
+                said.append(
+                    f"{h.key} waits at a PAUSE hook ({h.hook_id}) in {h.stage}{until}{action}"
+                )
+            if said:
+                row["conditions"][0]["message"] = (
+                    f"approval needed: {'; '.join(said)}: `gitopsd approve {o.app}` continues "
+                    f"it, `gitopsd approve {o.app} --reject` rolls it back"
+                )
 
 
 def _control(args: argparse.Namespace, request: dict[str, object]) -> int:

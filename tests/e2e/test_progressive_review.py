@@ -18,6 +18,7 @@ from gitopsd.gates import GateContext, GateResult
 from gitopsd.local_aws.testing import LocalAws
 
 from .conftest import CLUSTER, Env
+from .test_approvals import advance_until, blue_green, paused
 from .test_rollout_lifecycle import started, watch
 
 SERVICE = "apps/web/base/service.yaml"
@@ -178,3 +179,27 @@ def test_a_gate_never_checked_is_said_in_the_verdict(aws: LocalAws, tmp_path: Pa
         "svc:2 rolled out; gate errors never checked it (every check met a temporary error: "
         "ThrottlingException: Rate exceeded)"
     )
+
+
+def test_status_without_an_agent_says_approval_needed(env: Env) -> None:
+    """The agent was stopped (or never ran: a CI sync with --no-wait) while a deployment
+    waits at a PAUSE hook: ``gitopsd status`` read live state and said "Progressing"
+    with no message, nothing about the approval it waits for nor how to give it."""
+    blue_green(env)
+    run = env.gitopsd("sync", "web", "--no-wait")
+    assert run.code == 0, run.out + run.err
+    sd = advance_until(env, paused)
+    (hook,) = [h for h in sd["lifecycleHookDetails"] if h["status"] == "AWAITING_ACTION"]
+
+    status = env.gitopsd("status", "-o", "json")
+    assert status.code == 0, status.out + status.err
+    (web,) = [row for row in json.loads(status.out)["apps"] if row["app"] == "web"]
+    assert web["health"] == "Progressing"
+    ready = next(c for c in web["conditions"] if c["type"] == "Ready")
+    assert ready["message"].startswith(
+        f"approval needed: Service/web waits at a PAUSE hook ({hook['hookId']}) in "
+        "POST_TEST_TRAFFIC_SHIFT"
+    ), ready["message"]
+    assert "`gitopsd approve web` continues it" in ready["message"]
+    text = env.gitopsd("status")
+    assert "approval needed: Service/web" in text.out
