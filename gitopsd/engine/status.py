@@ -50,6 +50,9 @@ class AppStatus:
     progress: str = ""
     #: The stage of each rollout being watched now: ``{"Service/web": "IN_PROGRESS"}``.
     rollouts: dict[str, str] = field(default_factory=dict)
+    #: Each watched rollout waiting at a PAUSE hook now: ``{"Service/web": {"hook_id": ...,
+    #: "stage": ..., "expires": ISO 8601 UTC}}`` (``gitopsd approve`` decides).
+    approvals: dict[str, dict[str, str]] = field(default_factory=dict)
     next_at: float = 0.0  # wall clock of the next pass, 0 when only Git can wake it
     passes: int = 0
     #: The message of each watched blue/green-family rollout's last step (for ``progress``).
@@ -65,6 +68,7 @@ class AppStatus:
         changed = current.status != status
         if kind == "Reconciling" and status != TRUE:
             self.rollouts.clear()  # the pass ended: no rollout is watched any more
+            self.approvals.clear()
             self._said.clear()
             self.progress = ""
         self.conditions[kind] = Condition(
@@ -76,6 +80,14 @@ class AppStatus:
         """A watched rollout reached another stage (shown until the pass ends)."""
         self.rollouts[progress.key] = str(progress.stage)
         details = dict(progress.details)
+        if details.get("approval") == "needed":
+            self.approvals[progress.key] = {
+                "hook_id": details.get("hook_id", ""),
+                "stage": details.get("hook_stage", ""),
+                "expires": details.get("hook_expires", ""),
+            }
+        else:
+            self.approvals.pop(progress.key, None)
         if "production_traffic" in details or "approval" in details:
             # A blue/green-family step: its message says more (traffic, bake left, approval).
             self._said[progress.key] = progress.message.removeprefix(f"{progress.key}: ")
