@@ -379,13 +379,15 @@ class Approvals:
         self, app: AppConfig, request: ApprovalRequest, progress: RolloutProgress
     ) -> None:
         expires = _format_time(request.expires_at)
+        service = request.key.split("/", 1)[-1]
         message = (
             f"approval needed: {request.key} at {request.revision[:12] or '-'} waits at a "
             f"PAUSE hook in {request.stage or 'its deployment'}"
             + (f", rolling out {request.target.rsplit('/', 1)[-1]}" if request.target else "")
             + (f"; the pause ends on its own at {expires}" if expires else "")
-            + f": `gitopsd approve {app.name}` continues it, "
-            f"`gitopsd approve {app.name} --reject` rolls it back"
+            # --service: without it, approve decides on every paused service of the app.
+            + f": `gitopsd approve {app.name} --service {service}` continues it, "
+            f"`gitopsd approve {app.name} --service {service} --reject` rolls it back"
         )
         log.warning("approval.needed", app=app.name, key=request.key, hook=request.hook_id)
         self._send(
