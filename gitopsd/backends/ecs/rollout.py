@@ -190,6 +190,7 @@ class RolloutWatcher:
         self.clock: Callable[[], float] = time.monotonic
         self._bake_since: float | None = None
         self._reported: tuple[object, ...] = ()
+        self._printed = ""  # the last step line given to ``progress`` (no repeats)
         self._view: tuple[
             dict[str, Any], dict[str, Any] | None, dict[str, Any], dict[str, Any] | None
         ] = ({}, None, {}, None)
@@ -417,8 +418,10 @@ class RolloutWatcher:
             and life is not None
             and life.native
             and life.status in FORWARD
+            and message != self._printed  # a gate's state alone changed: said by the gate
         ):
             # The command's own output (``gitopsd sync``): the step, split, bake and approval.
+            self._printed = message
             self.progress(self.key, message.removeprefix(f"{self.key}: "))
         if self.on_progress is not None:
             try:

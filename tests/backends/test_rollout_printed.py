@@ -1,0 +1,38 @@
+"""``gitopsd sync`` prints each step of a blue/green-family rollout once.
+
+A gate's first result changes what the watcher reports (the gate states are part of
+it), and the step's line was printed again, unchanged, right after the gate's own
+line ("CANARY: RECONCILE_SERVICE" twice).
+"""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+
+from gitopsd.backends.ecs.rollout import RolloutWatcher, Target
+from gitopsd.config import GateConfig
+from gitopsd.gates import GateContext, GateResult, GateRunner
+
+from .test_rollout_lifecycle import APP, OURS, SD, sd, service
+
+
+class Fine:
+    async def check(self, context: GateContext) -> GateResult:
+        return GateResult(True, "errors = 0")
+
+
+def test_a_gate_result_does_not_print_the_step_again() -> None:
+    printed: list[str] = []
+    target = Target("svc", "Service/svc", OURS, "ecs-svc/2", SD, since=time.time())
+    w = RolloutWatcher(APP, target, lambda key, line: printed.append(line), None)
+    config = GateConfig.model_validate({"name": "errors", "type": "fine", "interval": "1s"})
+    w.gates = GateRunner([(config, Fine())])
+    w.observe(service(), sd("IN_PROGRESS", "PRE_SCALE_UP"))
+    anyio.run(w.check_gates)
+    w.observe(service(), sd("IN_PROGRESS", "PRE_SCALE_UP"))
+    w.observe(service(), sd("IN_PROGRESS", "SCALE_UP"))
+    steps = [line for line in printed if "LINEAR: " in line]
+    assert steps == ["svc:2: LINEAR: PRE_SCALE_UP", "svc:2: LINEAR: SCALE_UP"], printed
+    assert "gate errors: ok: errors = 0" in printed
