@@ -86,7 +86,7 @@ class Reconciler:
         *,
         events: EventSink | None = None,
         wait: bool | None = None,
-        max_parallel_apps: int | None = None,
+        max_parallel_apps: int = 4,
         listener: Listener | None = None,
         confirm_prune: bool = False,
         store: StateStore | None = None,
@@ -110,10 +110,7 @@ class Reconciler:
         #: Apps whose pass a newer commit superseded during apply: their verify is skipped
         #: (the next pass follows the newer rollout).
         self.superseded: set[str] = set()
-        #: Apps in one :meth:`run` at once (default ``[daemon].max_parallel_apps``).
-        self._apps_limit = anyio.CapacityLimiter(
-            max_parallel_apps or config.daemon.max_parallel_apps
-        )
+        self._apps_limit = anyio.CapacityLimiter(max_parallel_apps)
         #: Renders are CPU-bound (the GIL runs one at a time anyway) and read their source
         #: under its lock: the apps of one source render one at a time, so the first app
         #: rendered starts its API calls while the next renders, instead of every app's
