@@ -36,3 +36,20 @@ def test_a_gate_result_does_not_print_the_step_again() -> None:
     steps = [line for line in printed if "LINEAR: " in line]
     assert steps == ["svc:2: LINEAR: PRE_SCALE_UP", "svc:2: LINEAR: SCALE_UP"], printed
     assert "gate errors: ok: errors = 0" in printed
+
+
+def test_a_gate_result_is_printed_when_it_changes_not_at_every_check() -> None:
+    """A gate checking every minute through a four-hour pause printed 240 identical
+    "gate errors: ok: no data" lines."""
+    printed: list[str] = []
+    target = Target("svc", "Service/svc", OURS, "ecs-svc/2", SD, since=time.time())
+    w = RolloutWatcher(APP, target, lambda key, line: printed.append(line), None)
+    config = GateConfig.model_validate({"name": "errors", "type": "fine", "interval": "1s"})
+    now = [0.0]
+    w.gates = GateRunner([(config, Fine())], clock=lambda: now[0])
+    w.observe(service(), sd("IN_PROGRESS", "POST_TEST_TRAFFIC_SHIFT"))
+    for _ in range(3):
+        anyio.run(w.check_gates)
+        now[0] += 2.0
+    assert len(w.gates.checks) == 3
+    assert printed.count("gate errors: ok: errors = 0") == 1, printed

@@ -191,6 +191,7 @@ class RolloutWatcher:
         self._bake_since: float | None = None
         self._reported: tuple[object, ...] = ()
         self._printed = ""  # the last step line given to ``progress`` (no repeats)
+        self._gate_said: dict[str, str] = {}  # each gate's last result said
         self._view: tuple[
             dict[str, Any], dict[str, Any] | None, dict[str, Any], dict[str, Any] | None
         ] = ({}, None, {}, None)
@@ -453,7 +454,9 @@ class RolloutWatcher:
                 self.span.add_event(
                     "gate.check", {"gitopsd.gate": check.gate, "gitopsd.gate.result": check.summary}
                 )
-            self.say(f"gate {check.gate}: {check.summary}")
+            if self._gate_said.get(check.gate) != check.summary:  # a line per change, not check
+                self._gate_said[check.gate] = check.summary
+                self.say(f"gate {check.gate}: {check.summary}")
         if failure is not None and self.span is not None:
             self.span.set_attribute("gitopsd.gate.failed", failure.gate)
         self._moved(self.stage)  # a gate's state changed: reported with the stage
