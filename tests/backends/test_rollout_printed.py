@@ -15,7 +15,7 @@ from gitopsd.backends.ecs.rollout import RolloutWatcher, Target
 from gitopsd.config import GateConfig
 from gitopsd.gates import GateContext, GateResult, GateRunner
 
-from .test_rollout_lifecycle import APP, OURS, SD, sd, service
+from .test_rollout_lifecycle import APP, OURS, SD, pause, sd, service
 
 
 class Fine:
@@ -53,3 +53,19 @@ def test_a_gate_result_is_printed_when_it_changes_not_at_every_check() -> None:
         now[0] += 2.0
     assert len(w.gates.checks) == 3
     assert printed.count("gate errors: ok: errors = 0") == 1, printed
+
+
+def test_a_step_waiting_for_approval_says_how_to_give_it() -> None:
+    """``gitopsd rollback`` of a CANARY service with a PAUSE hook: the rollback's own
+    deployment waits for an approval, and the command printed "approval needed: PAUSE
+    hook ..." with nothing saying how to give it (no approval engine runs there)."""
+    printed: list[str] = []
+    target = Target("svc", "Service/svc", OURS, "ecs-svc/2", SD, since=time.time())
+    w = RolloutWatcher(APP, target, lambda key, line: printed.append(line), None)
+    w.observe(service(), sd("IN_PROGRESS", "POST_TEST_TRAFFIC_SHIFT", hooks=[pause()]))
+    (line,) = [p for p in printed if "approval needed" in p]
+    assert line.startswith("svc:2: approval needed: PAUSE hook hook-1 at POST_TEST_TRAFFIC_SHIFT")
+    assert line.endswith(
+        ": `gitopsd approve a --service svc` continues it, "
+        "`gitopsd approve a --service svc --reject` rolls it back"
+    )

@@ -423,7 +423,11 @@ class RolloutWatcher:
         ):
             # The command's own output (``gitopsd sync``): the step, split, bake and approval.
             self._printed = message
-            self.progress(self.key, message.removeprefix(f"{self.key}: "))
+            line = message.removeprefix(f"{self.key}: ")
+            if life.approval is not None:  # and how to give it (``gitopsd rollback`` too)
+                approve = f"gitopsd approve {self.app.name} --service {self.service}"
+                line += f": `{approve}` continues it, `{approve} --reject` rolls it back"
+            self.progress(self.key, line)
         if self.on_progress is not None:
             try:
                 self.on_progress(progress)
