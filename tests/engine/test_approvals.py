@@ -19,7 +19,6 @@ import pytest
 from gitopsd.backends.base import Backend, PausedHook
 from gitopsd.config import AppConfig, Config, parse_config
 from gitopsd.engine.approvals import (
-    APPROVALS,
     MAX_KEPT,
     Approvals,
     DecisionRecord,
@@ -40,6 +39,7 @@ from gitopsd.events import (
 )
 from gitopsd.model import Origin, Resource
 from gitopsd.plugins import ApproverEntry, PluginConfigError, PluginRegistry, hookimpl
+from gitopsd.statestore import APPROVALS
 from gitopsd.statestore.dirstore import DirStore
 
 pytestmark = pytest.mark.anyio
