@@ -354,9 +354,9 @@ def check_metric_queries(queries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if report.has_errors():
         raise ValueError(
             "not a GetMetricData MetricDataQueries list (API case: Id, MetricStat, "
-            f"Expression, ReturnData...): {ParamValidationError(report=report.generate_report())}"
-            .replace("Parameter validation failed:\n", "")
-            .replace("\n", "; ")
+            f"Expression, ReturnData...): {ParamValidationError(report=report.generate_report())}".replace(
+                "Parameter validation failed:\n", ""
+            ).replace("\n", "; ")
         )
     for i, q in enumerate(queries):
         if ("MetricStat" in q) == ("Expression" in q):
@@ -432,7 +432,7 @@ class GateConfig(_Strict):
             )
         if self.type != "cloudwatch" and self.cloudwatch is not None:
             raise ValueError(
-                f"cloudwatch: only for type = \"cloudwatch\" (this gate's type is {self.type!r}; "
+                f'cloudwatch: only for type = "cloudwatch" (this gate\'s type is {self.type!r}; '
                 "a plugin gate takes options)"
             )
         return self

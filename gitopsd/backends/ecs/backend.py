@@ -232,9 +232,7 @@ class EcsBackend:
         client = await self.client(app)
         return await ecs_history.app_history(client, app, services, limit=limit)
 
-    async def paused_hooks(
-        self, app: AppConfig, resources: Sequence[Resource]
-    ) -> list[PausedHook]:
+    async def paused_hooks(self, app: AppConfig, resources: Sequence[Resource]) -> list[PausedHook]:
         """The PAUSE hooks awaiting action in the app's services (:mod:`.pause`)."""
         client = await self.client(app)
         services = [r.name for r in resources if r.kind == "Service"]
