@@ -352,11 +352,11 @@ def check_metric_queries(queries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
     report = ParamValidator().validate(filled, shape)
     if report.has_errors():
+        problems = str(ParamValidationError(report=report.generate_report()))
+        problems = problems.replace("Parameter validation failed:\n", "").replace("\n", "; ")
         raise ValueError(
             "not a GetMetricData MetricDataQueries list (API case: Id, MetricStat, "
-            f"Expression, ReturnData...): {ParamValidationError(report=report.generate_report())}".replace(
-                "Parameter validation failed:\n", ""
-            ).replace("\n", "; ")
+            f"Expression, ReturnData...): {problems}"
         )
     for i, q in enumerate(queries):
         if ("MetricStat" in q) == ("Expression" in q):
