@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Literal, Self
 
@@ -192,6 +192,24 @@ def _error_code(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def cause_code(exc: BaseException) -> str:
+    """The AWS error code behind a classified error ("" when it was no AWS answer)."""
+    return _error_code(exc.__cause__) if exc.__cause__ is not None else ""
+
+
+async def gather(func: Callable[[str], Coroutine[Any, Any, None]], items: Sequence[str]) -> None:
+    """Run ``func(item)`` for every item concurrently (the client bounds the calls); the
+    first failure is raised as itself, not as an exception group."""
+    if not items:
+        return
+    try:
+        async with anyio.create_task_group() as tg:
+            for item in items:
+                tg.start_soon(func, item)
+    except BaseExceptionGroup as group:
+        raise leaf_error(group) from group
 
 
 def _request_id(exc: BaseException) -> str:

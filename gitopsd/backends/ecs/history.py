@@ -29,21 +29,19 @@ by a later commit (a change of user tags alone) shows the later commit.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import anyio
 import structlog
-from botocore.exceptions import ClientError
 
-from gitopsd.backends.ecs.client import NOT_APPLIED_CODES, EcsClient
+from gitopsd.backends.ecs.client import NOT_APPLIED_CODES, EcsClient, cause_code, gather
 from gitopsd.backends.ecs.ownership import REVISION_TAG
 from gitopsd.backends.ecs.planner import primary_deployment, td_label
 from gitopsd.backends.ecs.rollout import BREAKER_ROLLBACK_MARK
 from gitopsd.config import AppConfig
-from gitopsd.errors import BackendRejected, BackendUnavailable, PlanError, leaf_error
+from gitopsd.errors import BackendRejected, BackendUnavailable, PlanError
 
 log = structlog.get_logger(__name__)
 
@@ -136,7 +134,7 @@ async def app_history(
         try:  # the first call tells whether the endpoint has the API at all
             briefs[first] = await _list_briefs(client, app, first, per_page)
         except (BackendRejected, BackendUnavailable) as exc:
-            if _code(exc) in _FATAL_CODES or _code(exc) in NOT_APPLIED_CODES:
+            if cause_code(exc) in _FATAL_CODES or cause_code(exc) in NOT_APPLIED_CODES:
                 raise  # a wrong cluster, or throttling: not a missing API
             log.info("history.service_deployments_unsupported", app=app.name, error=str(exc))
             client.service_deployments_supported = False
@@ -149,11 +147,11 @@ async def app_history(
         try:
             briefs[name] = await _list_briefs(client, app, name, per_page)
         except BackendRejected as exc:  # say, a service another controller deploys
-            if _code(exc) in _FATAL_CODES:
+            if cause_code(exc) in _FATAL_CODES:
                 raise
             fallback[name] = f"ListServiceDeployments refused: {exc}"
 
-    await _gather(one, todo)
+    await gather(one, todo)
     # In the order of ``services``, so that deployments started together keep that order.
     entries = await _from_service_deployments(client, {n: briefs[n] for n in names if n in briefs})
     if fallback:
@@ -171,7 +169,7 @@ async def _list_briefs(
             "ListServiceDeployments", cluster=app.cluster, service=service, maxResults=per_page
         )
     except BackendRejected as exc:
-        if _code(exc) in _NO_SERVICE_CODES:
+        if cause_code(exc) in _NO_SERVICE_CODES:
             return []
         raise
     return list(out.get("serviceDeployments", []))
@@ -339,7 +337,7 @@ async def task_definition_commits(client: EcsClient, arns: Iterable[str]) -> dic
             "",
         )
 
-    await _gather(one, list(dict.fromkeys(a for a in arns if a)))
+    await gather(one, list(dict.fromkeys(a for a in arns if a)))
     return found
 
 
@@ -523,23 +521,3 @@ def _duration(started: float | None, finished: float | None) -> float | None:
 
 def _join(*parts: str) -> str:
     return "; ".join(p.rstrip(".") for p in parts if p)
-
-
-def _code(exc: BaseException) -> str:
-    """The AWS error code behind a classified error ("" when it was no AWS answer)."""
-    cause = exc.__cause__
-    if isinstance(cause, ClientError):
-        return str(cause.response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-async def _gather(func: Callable[[str], Coroutine[Any, Any, None]], items: Sequence[str]) -> None:
-    """Run ``func(item)`` for every item concurrently (the client bounds the calls)."""
-    if not items:
-        return
-    try:
-        async with anyio.create_task_group() as tg:
-            for item in items:
-                tg.start_soon(func, item)
-    except BaseExceptionGroup as group:
-        raise leaf_error(group) from group

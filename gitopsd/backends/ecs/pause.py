@@ -20,13 +20,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import anyio
-from botocore.exceptions import ClientError
-
 from gitopsd.backends.base import PausedHook
-from gitopsd.backends.ecs.client import EcsClient
+from gitopsd.backends.ecs.client import EcsClient, cause_code, gather
 from gitopsd.config import AppConfig
-from gitopsd.errors import BackendRejected, PlanError, leaf_error
+from gitopsd.errors import BackendRejected, PlanError
 
 #: The actions ContinueServiceDeployment takes.
 ACTIONS = ("CONTINUE", "ROLLBACK")
@@ -46,19 +43,14 @@ async def paused_hooks(
         try:
             found = await client.list_service_deployments(app.cluster, name, list(_ONGOING))
         except BackendRejected as exc:
-            if _code(exc) == "ServiceNotFoundException":
+            if cause_code(exc) == "ServiceNotFoundException":
                 return  # not created yet: nothing of it can be paused
             raise
         briefs[name] = [
             str(b.get("serviceDeploymentArn", "")) for b in found if b.get("serviceDeploymentArn")
         ]
 
-    try:
-        async with anyio.create_task_group() as tg:
-            for name in names:
-                tg.start_soon(one, name)
-    except BaseExceptionGroup as group:
-        raise leaf_error(group) from group
+    await gather(one, names)
     arns = [a for n in names for a in briefs.get(n, [])]
     if not arns:
         return []
@@ -116,10 +108,3 @@ def _ts(value: Any) -> float | None:
     if isinstance(value, int | float):
         return float(value)
     return None
-
-
-def _code(exc: BaseException) -> str:
-    cause = exc.__cause__
-    if isinstance(cause, ClientError):
-        return str(cause.response.get("Error", {}).get("Code", ""))
-    return ""
